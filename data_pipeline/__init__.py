@@ -1,0 +1,1 @@
+"""ManiSkill3 data collection and the TFDS/RLDS dataset builder (needs the simulator stack)."""

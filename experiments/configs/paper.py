@@ -1,0 +1,16 @@
+"""`paper`: the paper's sizes (section 4.1 and the authors' code), sharded over many devices.
+
+  python -m experiments.main --config=experiments/configs/paper.py --workdir=gs://.../paper
+"""
+
+from experiments.configs import common
+
+
+def get_config(arg: str | None = None):
+    del arg
+    config = common.pipeline_config()
+    config.variant = "paper"
+    config.simulator.image_size = 128  # two stacked views -> 256x128 frames, 16x16 tokens
+    config.log_every_steps = 100
+    config.progress_every_s = 60.0
+    return config

@@ -1,0 +1,21 @@
+"""`tiny`: the whole pipeline on 2 CPU cores within the stage budgets of the issues.
+
+  python -m experiments.main --config=experiments/configs/tiny.py --workdir=runs/tiny
+  python -m experiments.main --config=experiments/configs/tiny.py:debug --workdir=/tmp/dbg
+
+`debug` shrinks every stage so a run finishes in seconds (tests use it).
+"""
+
+from experiments.configs import common
+
+
+def get_config(arg: str | None = None):
+    arg = common.parse_arg(arg, debug=False)
+    config = common.pipeline_config()
+    config.variant = "tiny"
+    if arg.debug:
+        config.variant = "tiny:debug"
+        config.simulator.tasks = ("push",)
+        config.simulator.check_steps = 2
+        config.progress_every_s = 0.0
+    return config

@@ -1,0 +1,91 @@
+"""Runs the pipeline's stages in order; each is skipped when its output for the same config exists.
+
+A stage writes into `workdir/<name>/`; when it returns, `stage.json` records a hash of the config
+sections it reads, its result and its wall time. A rerun with the same config skips it; a changed
+config reruns it (and a stage interrupted midway reruns, resuming from its own checkpoints).
+Stages that are not built yet are reported as missing, with the issue that tracks them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from typing import Any, Callable
+
+import ml_collections
+
+StageFn = Callable[[ml_collections.ConfigDict, str], dict[str, Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    name: str
+    run: StageFn | None  # None: not built yet
+    config_keys: tuple[str, ...] = ()  # config sections whose values key the cache
+    issue: int | None = None  # where a missing stage is tracked
+
+
+def config_hash(config: ml_collections.ConfigDict, keys: tuple[str, ...]) -> str:
+    payload = {key: config[key].to_dict() if hasattr(config[key], "to_dict") else config[key]
+               for key in ("seed", *keys)}
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _write_json(path: str, payload: Any) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+def run_stage(stage: Stage, config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Runs (or skips) one stage; returns its record: status, wall time and result."""
+    if stage.run is None:
+        return {"status": "missing", "issue": stage.issue}
+    out_dir = os.path.join(workdir, stage.name)
+    marker = os.path.join(out_dir, "stage.json")
+    digest = config_hash(config, stage.config_keys)
+    if os.path.exists(marker):
+        with open(marker) as f:
+            record = json.load(f)
+        if record.get("config_hash") == digest:
+            return {**record, "status": "cached"}
+    os.makedirs(out_dir, exist_ok=True)
+    start = time.time()
+    result = stage.run(config, out_dir)
+    record = {"status": "done", "config_hash": digest, "wall_time_s": time.time() - start,
+              "result": result}
+    _write_json(marker, record)
+    return record
+
+
+def run_pipeline(stages: list[Stage], config: ml_collections.ConfigDict,
+                 workdir: str) -> dict[str, dict[str, Any]]:
+    """Runs every stage in order, printing a line per stage and a summary table at the end."""
+    records = {}
+    for stage in stages:
+        print(f"== stage {stage.name}", flush=True)
+        records[stage.name] = record = run_stage(stage, config, workdir)
+        print(f"== stage {stage.name}: {describe(record)}", flush=True)
+    _write_json(os.path.join(workdir, "pipeline_summary.json"), records)
+    print(summary_table(records), flush=True)
+    return records
+
+
+def describe(record: dict[str, Any]) -> str:
+    if record["status"] == "missing":
+        return f"MISSING (not built yet: issue {record['issue']})"
+    return f"{record['status']} ({record['wall_time_s']:.1f}s)"
+
+
+def summary_table(records: dict[str, dict[str, Any]]) -> str:
+    lines = ["| stage | status | wall time |", "|---|---|---|"]
+    for name, record in records.items():
+        wall = f"{record['wall_time_s']:.1f}s" if "wall_time_s" in record else "-"
+        status = record["status"] + (f" (issue {record['issue']})" if record.get("issue") else "")
+        lines.append(f"| {name} | {status} | {wall} |")
+    return "\n".join(lines)

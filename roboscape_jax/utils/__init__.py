@@ -1,0 +1,1 @@
+"""Shared infrastructure: checkpoints, metrics, progress, PRNG plumbing, run provenance, train loop."""

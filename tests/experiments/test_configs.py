@@ -1,0 +1,56 @@
+"""Config files load, `--config.x=v` overrides apply, and bad overrides fail with a clear error."""
+
+import os
+
+import pytest
+from absl import flags
+from ml_collections import config_flags
+
+from experiments.configs import common
+from tests.conftest import REPO_ROOT
+
+CONFIGS = os.path.join(REPO_ROOT, "experiments", "configs")
+
+
+def _parse(*args):
+    argv = ["prog", *args]
+    flag_values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "config", flag_values=flag_values,
+                                    lock_config=True, sys_argv=argv)
+    flag_values(argv)
+    return flag_values.config
+
+
+@pytest.mark.parametrize("variant", ["tiny", "base", "paper"])
+def test_variants_load(variant):
+    config = _parse(f"--config={CONFIGS}/{variant}.py")
+    assert config.variant == variant
+    assert set(config.simulator.tasks) <= set(common.PAPER_TASKS)
+
+
+def test_override_and_config_arg_apply():
+    config = _parse(f"--config={CONFIGS}/tiny.py:debug", "--config.simulator.image_size=96",
+                    "--config.seed=3")
+    assert (config.variant, config.simulator.image_size, config.seed) == ("tiny:debug", 96, 3)
+
+
+def test_unknown_field_fails_naming_it():
+    with pytest.raises(Exception, match="no_such_field"):
+        _parse(f"--config={CONFIGS}/tiny.py", "--config.simulator.no_such_field=1")
+
+
+def test_malformed_value_fails_naming_the_flag():
+    with pytest.raises(flags.IllegalFlagValueError, match="image_size"):
+        _parse(f"--config={CONFIGS}/tiny.py", "--config.simulator.image_size=big")
+
+
+def test_unknown_config_arg_fails():
+    with pytest.raises(flags.IllegalFlagValueError, match="unknown config arg 'fast'"):
+        _parse(f"--config={CONFIGS}/tiny.py:fast")
+
+
+def test_parse_arg_types_and_flags():
+    arg = common.parse_arg("debug,size=3,name=x", debug=False, size=1, name="a")
+    assert (arg.debug, arg.size, arg.name) == (True, 3, "x")
+    with pytest.raises(ValueError, match="needs a value"):
+        common.parse_arg("size", size=1)

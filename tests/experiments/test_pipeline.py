@@ -1,0 +1,76 @@
+"""Stage caching of the pipeline runner and a debug run of the main launcher."""
+
+import json
+import subprocess
+import sys
+
+import ml_collections
+import pytest
+
+from experiments.pipeline import Stage, config_hash, run_pipeline
+from tests.conftest import REPO_ROOT
+
+
+def _config(size=1):
+    return ml_collections.ConfigDict({"seed": 0, "model": {"size": size}, "other": {"x": 1}})
+
+
+def test_stages_run_once_then_skip_until_their_config_changes(tmp_path):
+    calls = []
+
+    def stage_fn(config, out_dir):
+        calls.append(out_dir)
+        return {"size": config.model.size}
+
+    stages = [Stage("train", stage_fn, ("model",)), Stage("later", None, issue=9)]
+    first = run_pipeline(stages, _config(), str(tmp_path))
+    assert first["train"]["status"] == "done" and first["train"]["result"] == {"size": 1}
+    assert first["later"] == {"status": "missing", "issue": 9}
+    assert run_pipeline(stages, _config(), str(tmp_path))["train"]["status"] == "cached"
+    assert len(calls) == 1
+    assert run_pipeline(stages, _config(size=2), str(tmp_path))["train"]["status"] == "done"
+    assert len(calls) == 2
+    summary = json.loads((tmp_path / "pipeline_summary.json").read_text())
+    assert summary["train"]["result"] == {"size": 2}
+
+
+def test_hash_depends_only_on_declared_sections():
+    a, b = _config(), _config()
+    b.other.x = 2
+    assert config_hash(a, ("model",)) == config_hash(b, ("model",))
+    assert config_hash(a, ("other",)) != config_hash(b, ("other",))
+
+
+def test_failed_stage_leaves_no_marker_and_reruns(tmp_path):
+    def broken(config, out_dir):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        run_pipeline([Stage("s", broken)], _config(), str(tmp_path))
+    assert not (tmp_path / "s" / "stage.json").exists()
+
+
+def test_main_launcher_debug_run(tmp_path):
+    cmd = [sys.executable, "-m", "experiments.main",
+           "--config=experiments/configs/tiny.py:debug", f"--workdir={tmp_path}"]
+    out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+                         stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "| simulator_check | done |" in out.stdout
+    assert "| train_tokenizer | missing (issue 4) |" in out.stdout
+    assert (tmp_path / "simulator_check" / "frames.png").exists()
+    for name in ("config.json", "run_info.json", "pipeline_summary.json"):
+        assert (tmp_path / name).exists()
+    rerun = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+                           stdin=subprocess.DEVNULL)
+    assert "| simulator_check | cached |" in rerun.stdout
+
+
+def test_main_launcher_rejects_unknown_override(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "experiments.main",
+                          "--config=experiments/configs/tiny.py", f"--workdir={tmp_path}",
+                          "--config.simulator.colour=red"], cwd=REPO_ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode != 0
+    assert "colour" in out.stderr
+    assert not (tmp_path / "pipeline_summary.json").exists()
