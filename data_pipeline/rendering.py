@@ -1,4 +1,4 @@
-"""Points SAPIEN (ManiSkill3's renderer) at the project's software Vulkan driver and makes render envs.
+"""Points SAPIEN (ManiSkill3's renderer) at the project's software Vulkan driver; makes envs.
 
 SAPIEN needs Vulkan even on a CPU. Debian 12's own lavapipe is too old, so setup
 (`scripts/install_vulkan.sh`) unpacks Mesa >= 24.3 lavapipe into `.cache/vulkan`. This module sets
@@ -19,8 +19,10 @@ from typing import Any
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_VULKAN_DIR = os.path.join(REPO_ROOT, ".cache", "vulkan")
 DEFAULT_ASSET_DIR = os.path.join(REPO_ROOT, ".cache", "maniskill_assets")
-SETUP_HINT = ("`make setup` installs it (scripts/install_vulkan.sh .cache/vulkan fetches Mesa "
-              "lavapipe from Debian bookworm-backports into the project cache)")
+SETUP_HINT = (
+    "`make setup` installs it (scripts/install_vulkan.sh .cache/vulkan fetches Mesa "
+    "lavapipe from Debian bookworm-backports into the project cache)"
+)
 _PRELOAD = ("libdrm.so.2", "libdrm_amdgpu.so.1")
 
 
@@ -51,13 +53,15 @@ def configure_vulkan(vulkan_dir: str | None = None) -> str:
             raise VulkanDriverError(
                 f"VK_ICD_FILENAMES names a Vulkan driver file that does not exist: {missing}. "
                 f"SAPIEN needs a Vulkan driver to render on a CPU; unset VK_ICD_FILENAMES to use "
-                f"the project's lavapipe in {vulkan_dir}; {SETUP_HINT}.")
+                f"the project's lavapipe in {vulkan_dir}; {SETUP_HINT}."
+            )
     else:
         icd = os.path.join(vulkan_dir, "lvp_icd.json")
         if not os.path.isfile(icd):
             raise VulkanDriverError(
                 f"the software Vulkan driver is missing: no {icd}. SAPIEN needs Mesa >= 24.3 "
-                f"lavapipe to render on a CPU; {SETUP_HINT}.")
+                f"lavapipe to render on a CPU; {SETUP_HINT}."
+            )
         os.environ["VK_ICD_FILENAMES"] = icd
     lib_dir = _lib_dir(vulkan_dir)
     for name in _PRELOAD:
@@ -67,8 +71,7 @@ def configure_vulkan(vulkan_dir: str | None = None) -> str:
     return icd
 
 
-def make_render_env(env_id: str, *, image_size: int = 64, wrist_camera: bool = True,
-                    **kwargs: Any):
+def make_render_env(env_id: str, *, image_size: int = 64, wrist_camera: bool = True, **kwargs: Any):
     """`gym.make` of a ManiSkill3 env with RGB observations from the third-view (and wrist) camera.
 
     Raises:
@@ -78,8 +81,9 @@ def make_render_env(env_id: str, *, image_size: int = 64, wrist_camera: bool = T
     import gymnasium as gym
     import mani_skill.envs  # noqa: F401  (registers the environments)
 
-    options = dict(obs_mode="rgb", num_envs=1,
-                   sensor_configs=dict(width=image_size, height=image_size))
+    options = dict(
+        obs_mode="rgb", num_envs=1, sensor_configs=dict(width=image_size, height=image_size)
+    )
     if wrist_camera:
         options["robot_uids"] = "panda_wristcam"
     options.update(kwargs)
@@ -89,5 +93,6 @@ def make_render_env(env_id: str, *, image_size: int = 64, wrist_camera: bool = T
         if "vk::" in str(err) or "Vulkan" in str(err) or "physical device" in str(err):
             raise VulkanDriverError(
                 f"SAPIEN could not start Vulkan with {os.environ.get('VK_ICD_FILENAMES')}: {err}. "
-                f"It needs Mesa >= 24.3 lavapipe; {SETUP_HINT}.") from err
+                f"It needs Mesa >= 24.3 lavapipe; {SETUP_HINT}."
+            ) from err
         raise

@@ -12,9 +12,9 @@ from ml_collections import config_flags
 from experiments.pipeline import Stage, run_pipeline
 from roboscape_jax.utils.provenance import write_run_provenance
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Pipeline config file.",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Pipeline config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for every stage's outputs.")
+_ONLY = flags.DEFINE_list("only", None, "Run only these stages (names as in the summary table).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -22,14 +22,25 @@ def simulator_check(config, out_dir):
     from data_pipeline.simulator_check import run_simulator_check  # needs ManiSkill
 
     sim = config.simulator
-    return run_simulator_check(sim.tasks, out_dir, image_size=sim.image_size,
-                               wrist_camera=sim.wrist_camera, num_steps=sim.check_steps,
-                               seed=config.seed)
+    return run_simulator_check(
+        sim.tasks,
+        out_dir,
+        image_size=sim.image_size,
+        wrist_camera=sim.wrist_camera,
+        num_steps=sim.check_steps,
+        seed=config.seed,
+    )
+
+
+def collect_data(config, out_dir):
+    from data_pipeline.pipeline_stage import run_data_stage  # needs ManiSkill
+
+    return run_data_stage(config, out_dir)
 
 
 STAGES = [
     Stage("simulator_check", simulator_check, ("simulator",)),
-    Stage("collect_data", None, issue=3),
+    Stage("collect_data", collect_data, ("data",)),
     Stage("train_tokenizer", None, issue=4),
     Stage("tokenize_dataset", None, issue=4),
     Stage("train_world_models", None, issue=5),
@@ -46,8 +57,13 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config, workdir = _CONFIG.value, _WORKDIR.value
+    names = [stage.name for stage in STAGES]
+    unknown = sorted(set(_ONLY.value or ()) - set(names))
+    if unknown:
+        raise app.UsageError(f"--only names unknown stage(s) {unknown}; stages: {names}")
+    stages = [s for s in STAGES if _ONLY.value is None or s.name in _ONLY.value]
     write_run_provenance(workdir, config)
-    run_pipeline(STAGES, config, workdir)
+    run_pipeline(stages, config, workdir)
     print(f"workdir: {workdir}")
 
 

@@ -29,8 +29,10 @@ class Stage:
 
 
 def config_hash(config: ml_collections.ConfigDict, keys: tuple[str, ...]) -> str:
-    payload = {key: config[key].to_dict() if hasattr(config[key], "to_dict") else config[key]
-               for key in ("seed", *keys)}
+    payload = {
+        key: config[key].to_dict() if hasattr(config[key], "to_dict") else config[key]
+        for key in ("seed", *keys)
+    }
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -57,14 +59,19 @@ def run_stage(stage: Stage, config: ml_collections.ConfigDict, workdir: str) -> 
     os.makedirs(out_dir, exist_ok=True)
     start = time.time()
     result = stage.run(config, out_dir)
-    record = {"status": "done", "config_hash": digest, "wall_time_s": time.time() - start,
-              "result": result}
+    record = {
+        "status": "done",
+        "config_hash": digest,
+        "wall_time_s": time.time() - start,
+        "result": result,
+    }
     _write_json(marker, record)
     return record
 
 
-def run_pipeline(stages: list[Stage], config: ml_collections.ConfigDict,
-                 workdir: str) -> dict[str, dict[str, Any]]:
+def run_pipeline(
+    stages: list[Stage], config: ml_collections.ConfigDict, workdir: str
+) -> dict[str, dict[str, Any]]:
     """Runs every stage in order, printing a line per stage and a summary table at the end."""
     records = {}
     for stage in stages:

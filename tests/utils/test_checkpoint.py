@@ -9,8 +9,11 @@ from roboscape_jax.utils.checkpoint import Checkpointer
 
 
 def _state(scale):
-    return {"params": {"w": jnp.arange(6.0).reshape(2, 3) * scale}, "rng": jax.random.PRNGKey(7),
-            "step": jnp.asarray(3, jnp.int32)}
+    return {
+        "params": {"w": jnp.arange(6.0).reshape(2, 3) * scale},
+        "rng": jax.random.PRNGKey(7),
+        "step": jnp.asarray(3, jnp.int32),
+    }
 
 
 def test_round_trip_restores_latest_state_and_meta(tmp_path):

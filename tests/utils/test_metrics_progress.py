@@ -16,7 +16,9 @@ def test_writer_logs_rows_and_event_files(tmp_path):
         writer.write_scalars(2, {"loss": float("nan")})
         writer.write_images(2, {"grid": np.zeros((8, 8, 3), np.uint8)})
     assert read_jsonl(tmp_path / "metrics.jsonl") == [
-        {"step": 1, "loss": 0.5, "acc": 1.0}, {"step": 2, "loss": None}]
+        {"step": 1, "loss": 0.5, "acc": 1.0},
+        {"step": 2, "loss": None},
+    ]
     events = os.listdir(tmp_path / "tensorboard")
     assert any(name.startswith("events.out.tfevents") for name in events)
 
@@ -46,7 +48,8 @@ def test_progress_reports_rate_and_eta_excluding_first_step():
     now[0] = 40.0
     line = progress.update(20, {"loss": 0.25})
     assert line == "train 30/100 (30%) 2.00 steps/s elapsed 40.0s ETA 35.0s loss=0.25".replace(
-        "steps", "it")
+        "steps", "it"
+    )
     assert out.getvalue().count("\n") == 2
 
 

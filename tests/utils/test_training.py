@@ -13,8 +13,12 @@ import optax
 import pytest
 
 from roboscape_jax.utils.metrics import read_jsonl
-from roboscape_jax.utils.training import (check_finite, create_train_state, make_train_step,
-                                          train_loop)
+from roboscape_jax.utils.training import (
+    check_finite,
+    create_train_state,
+    make_train_step,
+    train_loop,
+)
 from tests.conftest import REPO_ROOT
 from tests.utils import resumable_job
 
@@ -22,8 +26,9 @@ from tests.utils import resumable_job
 def _linear_problem():
     def loss_fn(params, batch, rng):
         del rng
-        return jnp.mean((batch["x"] @ params["w"] - batch["y"]) ** 2), {"w_norm": jnp.sum(
-            params["w"] ** 2)}
+        return jnp.mean((batch["x"] @ params["w"] - batch["y"]) ** 2), {
+            "w_norm": jnp.sum(params["w"] ** 2)
+        }
 
     x = np.random.default_rng(0).normal(size=(32, 3)).astype(np.float32)
     return loss_fn, {"x": x, "y": x @ np.array([1.0, -2.0, 0.5], np.float32)}
@@ -48,8 +53,15 @@ def test_loop_raises_on_nan_naming_the_steps(tmp_path):
     tx = optax.sgd(1e6)  # diverges to inf/nan within a few steps
     state = create_train_state({"w": jnp.ones(3)}, tx, jax.random.PRNGKey(0))
     with pytest.raises(FloatingPointError, match=r"non-finite .*between steps \d+ and \d+"):
-        train_loop(state, make_train_step(loss_fn, tx), lambda s: batch, workdir=str(tmp_path),
-                   num_steps=100, log_every_steps=5, checkpoint_every_steps=50)
+        train_loop(
+            state,
+            make_train_step(loss_fn, tx),
+            lambda s: batch,
+            workdir=str(tmp_path),
+            num_steps=100,
+            log_every_steps=5,
+            checkpoint_every_steps=50,
+        )
 
 
 def test_check_finite_accepts_finite():
@@ -59,9 +71,20 @@ def test_check_finite_accepts_finite():
 
 
 def _run_job(workdir, num_steps, sleep=0.0):
-    return subprocess.Popen([sys.executable, "-m", "tests.utils.resumable_job", str(workdir),
-                             str(num_steps), str(sleep)], cwd=REPO_ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.utils.resumable_job",
+            str(workdir),
+            str(num_steps),
+            str(sleep),
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_killed_and_resumed_run_matches_uninterrupted(tmp_path):

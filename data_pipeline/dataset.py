@@ -1,0 +1,156 @@
+"""Builds the TFDS dataset from a staging folder, reads it back, and writes the dataset card.
+
+build_dataset(staging_dir, data_dir)            -> the array_record RLDS dataset
+open_split(data_dir, "train")                   -> random-access episodes (no TensorFlow)
+write_dataset_card(staging_dir, data_dir, ...)  -> card.json, card.md and contact_sheet.png
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import io
+import json
+import os
+from typing import Any
+
+import numpy as np
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from data_pipeline import scenes as sc
+from data_pipeline.builders.roboscape_maniskill.roboscape_maniskill_dataset_builder import Builder
+
+DATASET_NAME = "roboscape_maniskill"
+
+
+def build_dataset(staging_dir: str, data_dir: str, *, image_size: int = 64) -> str:
+    """Writes the dataset under `data_dir`; returns the versioned folder to read it from."""
+    builder = Builder(data_dir=data_dir, image_size=image_size)
+    builder.download_and_prepare(
+        file_format="array_record",
+        download_config=tfds.download.DownloadConfig(manual_dir=staging_dir),
+    )
+    return builder.data_dir
+
+
+def open_split(dataset_dir: str, split: str):
+    """A random-access sequence of episode dicts (RLDS: `steps`, `episode_metadata`)."""
+    if not os.path.isdir(dataset_dir):
+        raise FileNotFoundError(f"no dataset at {dataset_dir}: run the collector and builder first")
+    return tfds.builder_from_directory(dataset_dir).as_data_source(split)
+
+
+def decode_image(value: Any) -> np.ndarray:
+    """An Image feature as uint8 [H, W, 3]: data sources return arrays, raw records PNG bytes."""
+    if isinstance(value, bytes):
+        return np.asarray(Image.open(io.BytesIO(value)).convert("RGB"))
+    return np.asarray(value, np.uint8)
+
+
+def _staged(staging_dir: str) -> tuple[list[dict], list[dict]]:
+    episodes, failures = [], []
+    for path in sorted(glob.glob(os.path.join(staging_dir, "episodes", "*.npz"))):
+        with np.load(path) as data:
+            episodes.append(
+                {
+                    **json.loads(str(data["meta"])),
+                    "steps": int(len(data["action"])),
+                    "bytes": os.path.getsize(path),
+                }
+            )
+    for path in sorted(glob.glob(os.path.join(staging_dir, "episodes", "*.failed.json"))):
+        with open(path) as f:
+            failures.append(json.load(f))
+    return episodes, failures
+
+
+def card_figures(staging_dir: str, episodes_per_hour: float | None = None) -> dict[str, Any]:
+    """Counts per task / scene / split, planner success, sub-optimal share, bytes, episodes/hour."""
+    episodes, failures = _staged(staging_dir)
+    attempts = collections.Counter()
+    for e in episodes:
+        attempts[e["task"]] += e["attempts"]
+    for f in failures:
+        attempts[f["task"]] += len(f["failures"])
+    per_task = collections.Counter(e["task"] for e in episodes)
+    figures = {
+        "episodes": len(episodes),
+        "failed_episodes": len(failures),
+        "steps": sum(e["steps"] for e in episodes),
+        "per_task": dict(per_task),
+        "per_split": dict(collections.Counter(e["split"] for e in episodes)),
+        "per_scene": dict(
+            collections.Counter(
+                f"{sc.OBJECTS[e['object_id']].name} / {sc.CONTAINERS[e['container_id']].name} / "
+                f"{sc.TABLES[e['table_id']].name}"
+                for e in episodes
+            )
+        ),
+        "first_attempt_success_per_task": {
+            t: sum(e["attempts"] == 1 for e in episodes if e["task"] == t)
+            / max(
+                1,
+                sum(1 for e in episodes if e["task"] == t)
+                + sum(1 for f in failures if f["task"] == t),
+            )
+            for t in sorted(attempts)
+        },
+        "success_per_attempt_per_task": {t: per_task[t] / attempts[t] for t in sorted(attempts)},
+        "suboptimal_share": (
+            sum(not e["optimal"] for e in episodes) / len(episodes) if episodes else 0.0
+        ),
+        "staged_bytes": sum(e["bytes"] for e in episodes),
+    }
+    if episodes_per_hour:
+        figures["episodes_per_hour"] = episodes_per_hour
+    return figures
+
+
+def contact_sheet(
+    staging_dir: str, path: str, *, num_episodes: int = 8, num_frames: int = 6
+) -> None:
+    """A PNG grid: one row per episode, `num_frames` evenly spaced frames, third view over wrist."""
+    files = sorted(glob.glob(os.path.join(staging_dir, "episodes", "*.npz")))
+    rows = []
+    for f in files[:: max(1, len(files) // num_episodes)][:num_episodes]:
+        with np.load(f) as data:
+            idx = np.linspace(0, len(data["image"]) - 1, num_frames).astype(int)
+            rows.append(
+                np.concatenate(
+                    [np.concatenate([data["image"][i], data["wrist_image"][i]], 0) for i in idx], 1
+                )
+            )
+    if rows:
+        Image.fromarray(np.concatenate(rows, 0)).save(path)
+
+
+def write_dataset_card(
+    staging_dir: str, out_dir: str, *, split_info: dict, episodes_per_hour: float | None = None
+) -> dict[str, Any]:
+    figures = {**card_figures(staging_dir, episodes_per_hour), "scene_split": split_info}
+    with open(os.path.join(out_dir, "card.json"), "w") as f:
+        json.dump(figures, f, indent=2)
+    lines = ["# RoboScape-ManiSkill dataset card", ""]
+    for key in (
+        "episodes",
+        "failed_episodes",
+        "steps",
+        "suboptimal_share",
+        "staged_bytes",
+        "episodes_per_hour",
+    ):
+        if key in figures:
+            lines.append(f"- {key}: {figures[key]}")
+    for key in ("per_task", "per_split", "success_per_attempt_per_task", "per_scene"):
+        lines += ["", f"## {key}", ""] + [f"- {k}: {v}" for k, v in figures[key].items()]
+    lines += [
+        "",
+        "Held out (out-of-domain): " + json.dumps(split_info),
+        "",
+        "![contact sheet](contact_sheet.png)",
+    ]
+    with open(os.path.join(out_dir, "card.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    contact_sheet(staging_dir, os.path.join(out_dir, "contact_sheet.png"))
+    return figures
