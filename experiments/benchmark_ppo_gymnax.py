@@ -1,0 +1,146 @@
+r"""Benchmarks our PPO against PureJaxRL's ppo.py on gymnax CartPole-v1.
+
+Both run jit(vmap(train)) over the same seeds with PureJaxRL's default
+hyper-parameters, in one process; compile and run wall times are reported
+separately. PureJaxRL is imported from a checkout, never copied:
+
+  python experiments/benchmark_ppo_gymnax.py --purejaxrl_dir=/tmp/purejaxrl \
+      --seeds=4 --repeats=3 --out=/tmp/bench.json
+
+Runtime shims (not PureJaxRL code): its ppo.py targets gymnax 0.x, whose step
+returns 5 values, so its ``gymnax.make`` is pointed at an adapter that merges
+terminated|truncated into ``done``; ``distrax`` (not installed here) is
+replaced by a minimal Categorical; ``brax``/``navix`` imports in its
+wrappers.py are stubbed because CartPole does not use them.
+"""
+
+import json
+import sys
+import time
+import types
+
+import gymnax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from roboscape_jax.policies import ActorCritic
+from roboscape_jax.rl import LogWrapper, PPOConfig, make_train
+
+_DIR = flags.DEFINE_string("purejaxrl_dir", None, "PureJaxRL checkout.", required=True)
+_SEEDS = flags.DEFINE_integer("seeds", 4, "Seeds, vmapped.")
+_STEPS = flags.DEFINE_integer("total_timesteps", 500_000, "Env steps per seed.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Interleaved timed runs of each.")
+_OUT = flags.DEFINE_string("out", None, "Optional JSON result path.")
+_ENV = "CartPole-v1"
+
+
+class _DistraxCategorical:
+    """distrax.Categorical subset used by PureJaxRL's ppo.py."""
+
+    def __init__(self, logits):
+        self.logits = jax.nn.log_softmax(logits, axis=-1)
+
+    def sample(self, seed):
+        return jax.random.categorical(seed, self.logits, axis=-1)
+
+    def log_prob(self, value):
+        one_hot = jax.nn.one_hot(value, self.logits.shape[-1], dtype=self.logits.dtype)
+        return jnp.sum(self.logits * one_hot, axis=-1)
+
+    def entropy(self):
+        return -jnp.sum(jnp.exp(self.logits) * self.logits, axis=-1)
+
+
+class _FiveValueStep:
+    """gymnax 1.0 env seen through the gymnax 0.x step API."""
+
+    def __init__(self, env):
+        self._env = env
+
+    def __getattr__(self, name):
+        return getattr(self._env, name)
+
+    def step(self, key, state, action, params=None):
+        obs, state, reward, term, trunc, info = self._env.step(key, state, action, params)
+        return obs, state, reward, jnp.logical_or(term, trunc), info
+
+
+def _import_purejaxrl(root: str) -> types.ModuleType:
+    for name in (
+        "brax",
+        "brax.envs",
+        "brax.envs.wrappers",
+        "navix",
+        "brax.envs.wrappers.training",
+    ):
+        sys.modules.setdefault(name, types.ModuleType(name))
+    sys.modules["brax.envs"].wrappers = sys.modules["brax.envs.wrappers"]
+    sys.modules["brax.envs.wrappers.training"].EpisodeWrapper = None
+    sys.modules["brax.envs.wrappers.training"].AutoResetWrapper = None
+    sys.modules["brax"].envs = sys.modules["brax.envs"]
+    sys.modules.setdefault("distrax", types.SimpleNamespace(Categorical=_DistraxCategorical))
+    sys.path.insert(0, f"{root}/purejaxrl")
+    import ppo as pjr_ppo  # noqa: PLC0415  (PureJaxRL's module, from the checkout)
+
+    env, params = gymnax.make(_ENV)
+    pjr_ppo.gymnax = types.SimpleNamespace(make=lambda name: (_FiveValueStep(env), params))
+    return pjr_ppo
+
+
+def _compile(train, keys) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    compiled = jax.jit(jax.vmap(train)).lower(keys).compile()
+    return time.perf_counter() - t0, compiled
+
+
+def _run(compiled, keys) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(compiled(keys))
+    return time.perf_counter() - t0, out
+
+
+def _final_return(metrics) -> np.ndarray:
+    """PureJaxRL's figure: mean over the last rollout of returned_episode_returns."""
+    curve = metrics["returned_episode_returns"]  # [S, U, ...]
+    return np.asarray(curve.reshape(curve.shape[:2] + (-1,)).mean(-1)[:, -1])
+
+
+def main(_) -> None:
+    cfg = PPOConfig(total_timesteps=_STEPS.value)  # PureJaxRL CartPole defaults
+    pjr_cfg = {
+        k.upper(): v
+        for k, v in vars(cfg).items()
+        if k not in ("normalize_advantages", "bootstrap_truncation", "reward_scale")
+    }
+    pjr_cfg.update(ENV_NAME=_ENV, DEBUG=False)
+    pjr_ppo = _import_purejaxrl(_DIR.value)
+    env, params = gymnax.make(_ENV)
+    ours = make_train(cfg, LogWrapper(env), params, ActorCritic(2, activation=cfg.activation))
+    keys = jax.random.split(jax.random.key(0), _SEEDS.value)
+    trains = {"purejaxrl": pjr_ppo.make_train(dict(pjr_cfg)), "ours": ours}
+    compiled, rows, outs = {}, {}, {}
+    for name, train in trains.items():
+        compile_s, compiled[name] = _compile(train, keys)
+        rows[name] = dict(impl=name, compile_s=round(compile_s, 2), run_s=[])
+    for _ in range(_REPEATS.value):  # interleaved, so both see the same machine load
+        for name in trains:
+            run_s, outs[name] = _run(compiled[name], keys)
+            rows[name]["run_s"].append(round(run_s, 2))
+    for name, row in rows.items():
+        out = outs[name]
+        final = _final_return(out["metrics"] if name == "purejaxrl" else out[1])
+        best = min(row["run_s"])
+        row.update(run_s_min=best, run_s_median=float(np.median(row["run_s"])))
+        row.update(final_return_per_seed=final.tolist(), final_return_mean=float(final.mean()))
+        row.update(steps_per_s_best=round(_SEEDS.value * cfg.total_timesteps / best))
+        print(json.dumps(row), flush=True)
+    results = list(rows.values())
+    if _OUT.value:
+        with open(_OUT.value, "w") as f:
+            json.dump(dict(env=_ENV, seeds=_SEEDS.value, config=vars(cfg), rows=results), f)
+
+
+if __name__ == "__main__":
+    app.run(main)
