@@ -69,11 +69,14 @@ def train_loop(state: TrainState, train_step: Callable, batch_fn: Callable[[int]
                workdir: str, num_steps: int, log_every_steps: int = 10,
                checkpoint_every_steps: int = 100, desc: str = "train",
                eval_fn: Callable[[TrainState], Mapping[str, Any]] | None = None,
-               eval_every_steps: int = 0, progress_every_s: float = 10.0) -> TrainState:
+               eval_every_steps: int = 0, progress_every_s: float = 10.0,
+               checkpoint_meta: Mapping[str, Any] | None = None) -> TrainState:
     """Runs `train_step` to `num_steps`, resuming from `workdir/checkpoints` if a checkpoint exists.
 
     Logs every `log_every_steps` (metrics.jsonl + TensorBoard + a progress line), checkpoints every
     `checkpoint_every_steps` and at the end, and runs `eval_fn` every `eval_every_steps` (0: never).
+    `checkpoint_meta` (JSON-serialisable, e.g. a config fingerprint) is stored in every checkpoint's
+    meta beside `data_position`.
     """
     if num_steps < 1 or log_every_steps < 1:
         raise ValueError(f"num_steps and log_every_steps must be >= 1, got {num_steps}, "
@@ -99,7 +102,8 @@ def train_loop(state: TrainState, train_step: Callable, batch_fn: Callable[[int]
             last_logged = done
         if eval_fn is not None and eval_every_steps and done % eval_every_steps == 0:
             writer.write_scalars(done, {f"eval/{k}": v for k, v in eval_fn(state).items()})
-        ckpt.save(done, state, {"data_position": done}, force=done == num_steps)
+        ckpt.save(done, state, {**(checkpoint_meta or {}), "data_position": done},
+                  force=done == num_steps)
     writer.close()
     ckpt.close()
     return state

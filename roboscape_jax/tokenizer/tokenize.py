@@ -1,0 +1,111 @@
+"""Tokenizes every episode of a dataset once, into a token cache on disk.
+
+  cache_dir/manifest.json        the tokenizer's model config + fingerprint, grid shape, bits
+  cache_dir/<episode_id>.npz     tokens: int32 [T, h, w] (the full code index of each token)
+
+Each episode file is written to a temporary name and renamed, so a killed run leaves only whole
+files; a rerun skips the episodes already present (resumable). A cache made by another tokenizer
+config is refused rather than mixed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any, Iterable, Protocol
+
+import numpy as np
+
+from roboscape_jax.tokenizer import api
+from roboscape_jax.tokenizer.model import FrameTokenizer
+from roboscape_jax.types import PyTree
+
+_EPISODE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class EpisodeSource(Protocol):
+    """Episodes of frames: ids, and uint8 [T, H, W, 3] frames per id."""
+
+    def episode_ids(self) -> Iterable[str]: ...
+
+    def get_episode(self, episode_id: str) -> np.ndarray: ...
+
+
+class ArrayEpisodeSource:
+    """Episodes held in a dict {episode_id: uint8 [T, H, W, 3]}."""
+
+    def __init__(self, episodes: dict[str, np.ndarray]):
+        self.episodes = episodes
+
+    def episode_ids(self) -> list[str]:
+        return sorted(self.episodes)
+
+    def get_episode(self, episode_id: str) -> np.ndarray:
+        return self.episodes[episode_id]
+
+
+def episode_path(cache_dir: str, episode_id: str) -> str:
+    if not _EPISODE_ID.match(episode_id):
+        raise ValueError(f"episode id {episode_id!r} is not a safe file name ([A-Za-z0-9_.-])")
+    return os.path.join(cache_dir, f"{episode_id}.npz")
+
+
+def _write_manifest(cache_dir: str, manifest: dict[str, Any]) -> None:
+    path = os.path.join(cache_dir, "manifest.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            stored = json.load(f)
+        if stored.get("tokenizer") != manifest["tokenizer"]:
+            raise ValueError(f"token cache {cache_dir} was made by another tokenizer "
+                             f"({stored.get('tokenizer')} vs {manifest['tokenizer']}); "
+                             "use a new cache folder")
+        return
+    with open(path + ".tmp", "w") as f:
+        json.dump(manifest, f, indent=2, sort_keys=True)
+    os.replace(path + ".tmp", path)
+
+
+def tokenize_episodes(model: FrameTokenizer, params: PyTree, episodes: EpisodeSource,
+                      cache_dir: str, *, tokenizer_id: dict[str, Any],
+                      batch_size: int = 64) -> dict[str, int]:
+    """Writes `cache_dir/<id>.npz` (tokens int32 [T, h, w]) for every episode not cached yet.
+
+    Args:
+      tokenizer_id: identifies the tokenizer (e.g. train.model_fingerprint(config)); a cache
+        written under another id is refused.
+    Returns: {"written": n, "skipped": m}.
+    """
+    os.makedirs(cache_dir, exist_ok=True)
+    _write_manifest(cache_dir, {"tokenizer": tokenizer_id, "num_bits": model.num_bits,
+                                "num_factors": model.num_factors,
+                                "downsample_factor": model.downsample_factor})
+    written = skipped = 0
+    for episode_id in episodes.episode_ids():
+        path = episode_path(cache_dir, episode_id)
+        if os.path.exists(path):
+            skipped += 1
+            continue
+        tokens = encode_padded(model, params, episodes.get_episode(episode_id), batch_size)
+        tmp = path[:-len(".npz")] + ".tmp.npz"
+        np.savez(tmp, tokens=tokens)
+        os.replace(tmp, path)
+        written += 1
+    return {"written": written, "skipped": skipped}
+
+
+def encode_padded(model: FrameTokenizer, params: PyTree, frames: np.ndarray,
+                  batch_size: int) -> np.ndarray:
+    """Encodes [T, H, W, 3] frames in batches of exactly `batch_size` (the last one padded with
+    copies of the last frame), so episodes of any length reuse one compiled program."""
+    num_frames = len(frames)
+    padded = np.concatenate([frames, np.repeat(frames[-1:], -num_frames % batch_size, axis=0)])
+    tokens = [np.asarray(api.encode(params, padded[i:i + batch_size], model=model))
+              for i in range(0, len(padded), batch_size)]
+    return np.concatenate(tokens)[:num_frames]
+
+
+def load_tokens(cache_dir: str, episode_id: str) -> np.ndarray:
+    """int32 [T, h, w] tokens of one cached episode."""
+    with np.load(episode_path(cache_dir, episode_id)) as data:
+        return data["tokens"]

@@ -1,0 +1,189 @@
+"""Trains the frame tokenizer, data-parallel over every JAX device, with an EMA of its parameters.
+
+  state = train_and_evaluate(config, workdir, frames_source)   # config: the tokenizer section
+
+The batch of step s is a fixed function of (seed, s), so a killed run resumes with the same numbers
+(utils.training.train_loop). Every checkpoint carries the model config; resuming a workdir whose
+checkpoint came from a different model config raises ValueError naming the field. The EMA
+parameters are what evaluation, `restore_params` and the token cache use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from roboscape_jax.tokenizer import evaluate as evaluation
+from roboscape_jax.tokenizer.api import frames_to_model_input
+from roboscape_jax.tokenizer.frames import FrameSource
+from roboscape_jax.tokenizer.losses import load_lpips_params, tokenizer_loss
+from roboscape_jax.tokenizer.model import FrameTokenizer, create_model
+from roboscape_jax.types import PyTree
+from roboscape_jax.utils import sharding
+from roboscape_jax.utils.checkpoint import Checkpointer
+from roboscape_jax.utils.metrics import MetricWriter
+from roboscape_jax.utils.training import TrainState, create_train_state, make_train_step, train_loop
+
+
+class EmaTrainState(TrainState):
+    """A TrainState plus an exponential moving average of the parameters."""
+
+    ema_params: PyTree
+
+
+def ema_decay_at(step: jax.Array, decay: float) -> jax.Array:
+    """min(decay, (1 + t) / (10 + t)): a short memory early on, so the EMA tracks a fresh model."""
+    t = step.astype(jnp.float32)
+    return jnp.minimum(decay, (1.0 + t) / (10.0 + t))
+
+
+def model_fingerprint(config) -> dict[str, Any]:
+    """The JSON form of `config.model` and its hash, stored in every checkpoint's meta."""
+    model_config = json.loads(json.dumps(config.model.to_dict(), sort_keys=True))
+    digest = hashlib.sha256(json.dumps(model_config, sort_keys=True).encode()).hexdigest()
+    return {"model_config": model_config, "model_fingerprint": digest[:16]}
+
+
+def check_resume_compatible(checkpoint_dir: str, config) -> None:
+    """Raises ValueError when `checkpoint_dir` holds a checkpoint of another model config."""
+    if not os.path.isdir(checkpoint_dir):
+        return
+    with Checkpointer(checkpoint_dir) as ckpt:
+        if ckpt.latest_step() is None:
+            return
+        _, meta = ckpt.restore(None)  # raw restore: no template, so shapes cannot clash
+    stored, expected = meta.get("model_config"), model_fingerprint(config)["model_config"]
+    if stored is None:
+        raise ValueError(f"checkpoint in {checkpoint_dir} has no model_config; cannot resume")
+    for field in sorted(set(stored) | set(expected)):
+        if stored.get(field) != expected.get(field):
+            raise ValueError(
+                f"cannot resume from {checkpoint_dir}: model.{field} is {expected.get(field)!r} "
+                f"in the config but {stored.get(field)!r} in the checkpoint; use a new workdir")
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+    o = config.optim
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, o.lr, o.warmup_steps, max(config.num_steps, o.warmup_steps + 1), end_value=0.1 * o.lr)
+    return optax.chain(optax.clip_by_global_norm(o.grad_clip_norm),
+                       optax.adamw(schedule, b1=o.b1, b2=o.b2, weight_decay=o.wd))
+
+
+def init_state(config, model: FrameTokenizer, tx: optax.GradientTransformation) -> EmaTrainState:
+    rng, rng_init = jax.random.split(jax.random.PRNGKey(config.seed))
+    x = jnp.zeros((1, config.input.frame_height, config.input.frame_width, 3))
+    params = jax.jit(model.init)(rng_init, x)
+    base = create_train_state(params, tx, rng)
+    return EmaTrainState(step=base.step, params=base.params, opt_state=base.opt_state,
+                         rng=base.rng, ema_params=jax.tree.map(jnp.copy, params))
+
+
+def make_step(config, model: FrameTokenizer, tx, mesh, lpips_params: PyTree | None):
+    """`step(state, frames uint8 [B, H, W, 3]) -> (state, metrics)`, data-parallel over `mesh`."""
+
+    def loss_fn(params, batch, rng):
+        del rng  # the tokenizer's loss is deterministic
+        x = frames_to_model_input(batch["frames"])
+        recon, aux = model.apply(params, x)
+        return tokenizer_loss(recon, x, aux["latents"], aux["codes"], config.loss,
+                              batch["lpips_params"])
+
+    base_step = make_train_step(loss_fn, tx)
+
+    def step(state: EmaTrainState, frames: jax.Array, lpips: PyTree | None):
+        inner = TrainState(step=state.step, params=state.params, opt_state=state.opt_state,
+                           rng=state.rng)
+        inner, metrics = base_step(inner, {"frames": frames, "lpips_params": lpips})
+        decay = ema_decay_at(state.step, config.ema_decay)
+        ema = optax.incremental_update(inner.params, state.ema_params, 1.0 - decay)
+        return EmaTrainState(step=inner.step, params=inner.params, opt_state=inner.opt_state,
+                             rng=inner.rng, ema_params=ema), metrics
+
+    jitted = sharding.data_parallel_jit(step, mesh, num_extra_args=1)
+    return lambda state, frames: jitted(state, frames, lpips_params)
+
+
+def make_batch_fn(config, source: FrameSource):
+    """batch_fn(step) -> uint8 [B, H, W, 3]: train frames drawn from a generator seeded by step."""
+    train_indices = source.split_indices("train")
+
+    def batch_fn(step: int) -> np.ndarray:
+        rng = np.random.default_rng([config.seed, step])
+        return source.get_batch(np.sort(rng.choice(train_indices, config.input.batch_size)))
+
+    return batch_fn
+
+
+def held_out_frames(source: FrameSource, num_frames: int) -> np.ndarray:
+    """The first `num_frames` held-out frames (a fixed set, so evaluations compare)."""
+    return source.get_batch(source.split_indices("held_out")[:num_frames])
+
+
+def train_and_evaluate(config, workdir: str, frames_source: FrameSource) -> EmaTrainState:
+    """Trains to `config.num_steps` (resuming from `workdir`), then writes `workdir/eval/`."""
+    expected = (config.input.frame_height, config.input.frame_width, 3)
+    if tuple(frames_source.frame_shape) != expected:
+        raise ValueError(f"frames are {frames_source.frame_shape}, the config expects {expected}")
+    mesh = sharding.data_mesh()
+    sharding.check_batch_size(config.input.batch_size, mesh)
+    check_resume_compatible(os.path.join(workdir, "checkpoints"), config)
+    model, tx = create_model(config.model), make_optimizer(config)
+    use_lpips = config.loss.lpips_weight > 0 or config.eval.lpips
+    lpips_params = load_lpips_params() if use_lpips else None
+    state = sharding.replicate(init_state(config, model, tx), mesh)
+    eval_frames = held_out_frames(frames_source, config.eval.num_frames)
+    images = MetricWriter(os.path.join(workdir, "images"))
+
+    def eval_fn(state: EmaTrainState) -> dict[str, float]:
+        metrics, recons = evaluation.evaluate(
+            model, state.ema_params, eval_frames, lpips_params=lpips_params,
+            batch_size=config.eval.batch_size, num_views=config.input.num_views)
+        n = config.eval.grid_frames
+        grid = evaluation.reconstruction_grid(eval_frames[:n], recons[:n])
+        images.write_images(int(state.step), {"held_out/originals_over_reconstructions": grid})
+        return metrics
+
+    state = train_loop(state, make_step(config, model, tx, mesh, lpips_params),
+                       make_batch_fn(config, frames_source), workdir=workdir,
+                       num_steps=config.num_steps, log_every_steps=config.log_every_steps,
+                       checkpoint_every_steps=config.checkpoint_every_steps, desc="tokenizer",
+                       eval_fn=eval_fn, eval_every_steps=config.eval_every_steps,
+                       checkpoint_meta=model_fingerprint(config))
+    images.close()
+    evaluate_held_out(config, model, state.ema_params, frames_source,
+                      os.path.join(workdir, "eval"), lpips_params, step=int(state.step))
+    return state
+
+
+def evaluate_held_out(config, model: FrameTokenizer, params: PyTree, frames_source: FrameSource,
+                      out_dir: str, lpips_params: PyTree | None, *, step: int,
+                      max_frames: int = 4096) -> dict[str, float]:
+    """Scores up to `max_frames` held-out frames; writes `out_dir/{metrics.json,
+    reconstructions.png}` and returns the metrics."""
+    frames = held_out_frames(frames_source, max_frames)
+    metrics, recons = evaluation.evaluate(model, params, frames, lpips_params=lpips_params,
+                                          batch_size=config.eval.batch_size,
+                                          num_views=config.input.num_views)
+    metrics["step"] = step
+    n = config.eval.grid_frames
+    evaluation.write_report(out_dir, metrics,
+                            evaluation.reconstruction_grid(frames[:n], recons[:n]))
+    return metrics
+
+
+def restore_params(workdir: str, config, *, use_ema: bool = True) -> tuple[FrameTokenizer, PyTree]:
+    """(model, params) of the newest checkpoint in `workdir`, checked against `config.model`."""
+    checkpoint_dir = os.path.join(workdir, "checkpoints")
+    check_resume_compatible(checkpoint_dir, config)
+    model, tx = create_model(config.model), make_optimizer(config)
+    with Checkpointer(checkpoint_dir) as ckpt:
+        state, _ = ckpt.restore(init_state(config, model, tx))
+    return model, state.ema_params if use_ema else state.params

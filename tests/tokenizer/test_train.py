@@ -1,0 +1,134 @@
+"""Tokenizer training: a 2-step debug run, resume refusal on another model config, data
+parallelism, and the token cache."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.configs.tokenizer import tokenizer_config
+from roboscape_jax.tokenizer import api, train
+from roboscape_jax.tokenizer.frames import ArrayFrameSource, synthetic_frames
+from roboscape_jax.tokenizer.losses import load_lpips_params, tokenizer_loss
+from roboscape_jax.tokenizer.tokenize import ArrayEpisodeSource, load_tokens, tokenize_episodes
+from roboscape_jax.utils.metrics import read_jsonl
+from tests.conftest import REPO_ROOT
+
+# Run in a subprocess with 4 fake CPU devices: the first step's loss on the debug config.
+_FOUR_DEVICES = """
+import jax
+from experiments.configs.tokenizer import tokenizer_config
+from roboscape_jax.tokenizer import train
+from roboscape_jax.tokenizer.frames import ArrayFrameSource, synthetic_frames
+from roboscape_jax.utils import sharding
+config = tokenizer_config("debug")
+source = ArrayFrameSource(synthetic_frames(40), 0.2)
+mesh = sharding.data_mesh()
+model, tx = train.create_model(config.model), train.make_optimizer(config)
+state = sharding.replicate(train.init_state(config, model, tx), mesh)
+batch = sharding.shard_batch(train.make_batch_fn(config, source)(0), mesh)
+state, metrics = train.make_step(config, model, tx, mesh, None)(state, batch)
+print(len(jax.devices()), len(batch.sharding.device_set), repr(float(metrics["loss"])))
+"""
+
+
+@pytest.fixture(scope="module")
+def debug_run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("tokenizer_debug"))
+    config = tokenizer_config("debug")
+    source = ArrayFrameSource(synthetic_frames(40), 0.2)
+    state = train.train_and_evaluate(config, workdir, source)
+    return config, workdir, source, state
+
+
+def test_debug_run_checkpoints_logs_and_evaluates(debug_run):
+    config, workdir, _, state = debug_run
+    assert int(state.step) == 2
+    assert os.listdir(os.path.join(workdir, "checkpoints")) == ["2"]
+    rows = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2]
+    for name in ("l1", "l2", "commitment", "per_sample_entropy", "codebook_entropy",
+                 "entropy_loss", "psnr", "grad_norm"):
+        assert np.isfinite(rows[0][name]), name
+    with open(os.path.join(workdir, "eval", "metrics.json")) as f:
+        metrics = json.load(f)
+    assert {"psnr", "ssim", "code_usage", "code_perplexity", "subcode0_usage"} <= set(metrics)
+    assert os.path.getsize(os.path.join(workdir, "eval", "reconstructions.png")) > 0
+    model, params = train.restore_params(workdir, config)
+    np.testing.assert_array_equal(params["params"]["decoder"]["Conv_0"]["kernel"],
+                                  state.ema_params["params"]["decoder"]["Conv_0"]["kernel"])
+
+
+def test_resume_with_another_model_config_names_the_field(debug_run):
+    config, workdir, source, _ = debug_run
+    other = tokenizer_config("debug")
+    other.model.num_bits = 8
+    with pytest.raises(ValueError, match=r"model\.num_bits is 8 in the config but 6"):
+        train.train_and_evaluate(other, workdir, source)
+    with pytest.raises(ValueError, match=r"model\.num_bits"):
+        train.restore_params(workdir, other)
+    resumed = train.train_and_evaluate(tokenizer_config("debug"), workdir, source)  # same config
+    assert int(resumed.step) == 2
+
+
+def test_four_devices_match_one_device(debug_run):
+    _, workdir, _, _ = debug_run
+    one_device_loss = read_jsonl(os.path.join(workdir, "metrics.jsonl"))[0]["loss"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    out = subprocess.run([sys.executable, "-c", _FOUR_DEVICES], cwd=REPO_ROOT, env=env,
+                         capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-3000:]
+    num_devices, num_shards, loss = out.stdout.split()[-3:]
+    assert (num_devices, num_shards) == ("4", "4")
+    np.testing.assert_allclose(float(loss), one_device_loss, rtol=1e-5)
+
+
+def test_loss_with_lpips_returns_every_term():
+    config = tokenizer_config("debug").loss
+    config.lpips_weight = 0.5
+    x = jnp.asarray(synthetic_frames(2, 64, 64), jnp.float32) / 127.5 - 1.0
+    z = jnp.ones((2, 8, 8, 6))
+    lpips_params = load_lpips_params()
+    loss_fn = jax.jit(lambda recon, lp: tokenizer_loss(recon, x, z, jnp.sign(z), config, lp))
+    _, same = loss_fn(x, lpips_params)
+    np.testing.assert_allclose(same["lpips"], 0.0, atol=1e-6)
+    _, noisy = loss_fn(jnp.clip(x + 0.3, -1, 1), lpips_params)
+    assert float(noisy["lpips"]) > 0.01
+    assert set(noisy) >= {"l1", "l2", "lpips", "commitment", "entropy_loss", "psnr"}
+    with pytest.raises(ValueError, match="lpips_params"):
+        tokenizer_loss(x, x, z, z, config, None)
+
+
+def test_token_cache_is_written_once_and_refuses_another_tokenizer(debug_run, tmp_path):
+    config, workdir, _, state = debug_run
+    model, params = train.restore_params(workdir, config)
+    frames = synthetic_frames(11)
+    episodes = ArrayEpisodeSource({"ep_0": frames[:5], "ep_1": frames[5:]})
+    tokenizer_id = train.model_fingerprint(config)
+    cache = str(tmp_path / "tokens")
+    assert tokenize_episodes(model, params, episodes, cache, tokenizer_id=tokenizer_id,
+                             batch_size=8) == {"written": 2, "skipped": 0}
+    tokens = load_tokens(cache, "ep_1")
+    assert tokens.shape == (6, 16, 8) and tokens.dtype == np.int32
+    np.testing.assert_array_equal(tokens, api.encode(params, frames[5:], model=model))
+    assert tokenize_episodes(model, params, episodes, cache, tokenizer_id=tokenizer_id,
+                             batch_size=8) == {"written": 0, "skipped": 2}
+    with pytest.raises(ValueError, match="another tokenizer"):
+        tokenize_episodes(model, params, episodes, cache, tokenizer_id={"other": 1})
+
+
+def test_launcher_debug_smoke_run(tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "experiments.train_tokenizer",
+         "--config=experiments/configs/tokenizer_run.py:debug", f"--workdir={tmp_path}"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for name in ("config.json", "run_info.json", "metrics.jsonl", "eval/metrics.json"):
+        assert os.path.exists(tmp_path / name), name
