@@ -25,6 +25,7 @@ from data_pipeline.recording import EpisodeSpec
 @dataclasses.dataclass(frozen=True)
 class CollectConfig:
     tasks: tuple[str, ...] = sc.TASKS
+    objects: tuple[str, ...] = ()  # restrict scenes to these object names; () = all twenty
     scenes_per_split: int = 4  # per split (ind, ood), drawn from the split's scenes
     episodes_per_task_scene: int = 4
     suboptimal_ratio: float = 0.5  # paper: 1:1
@@ -39,6 +40,9 @@ class CollectConfig:
         unknown = [t for t in self.tasks if t not in sc.TASKS]
         if unknown:
             raise ValueError(f"unknown task(s) {unknown}; known: {', '.join(sc.TASKS)}")
+        unknown = [o for o in self.objects if o not in sc.OBJECT_IDS]
+        if unknown:
+            raise ValueError(f"unknown object name(s) {unknown}; known: {', '.join(sc.OBJECT_IDS)}")
         if not isinstance(self.image_size, int) or self.image_size <= 0:
             raise ValueError(f"image_size must be a positive int, got {self.image_size!r}")
         if not 0.0 <= self.suboptimal_ratio <= 1.0:
@@ -47,9 +51,15 @@ class CollectConfig:
             raise ValueError("scenes_per_split and episodes_per_task_scene must be >= 1")
 
 
-def pick_scenes(split: sc.SceneSplit, name: str, count: int, seed: int) -> list[sc.Scene]:
-    """`count` scenes of split `name`, spread over objects, containers and tables."""
-    candidates = split.scenes(name)
+def pick_scenes(
+    split: sc.SceneSplit, name: str, count: int, seed: int, objects: tuple[str, ...] = ()
+) -> list[sc.Scene]:
+    """`count` scenes of split `name` (only with `objects`, if given), spread over objects,
+    containers and tables."""
+    allowed = {sc.OBJECT_IDS[o] for o in objects}
+    candidates = [s for s in split.scenes(name) if not allowed or s.object_id in allowed]
+    if not candidates:
+        raise ValueError(f"no {name} scene holds any of the objects {list(objects)}")
     rng = np.random.default_rng([seed, 0 if name == "ind" else 1])
     order = rng.permutation(len(candidates))
     chosen, used_objects = [], set()
@@ -66,7 +76,10 @@ def schedule(config: CollectConfig) -> list[EpisodeSpec]:
     split = sc.make_split(config.split_seed)
     specs = []
     for split_name in ("ind", "ood"):
-        for scene in pick_scenes(split, split_name, config.scenes_per_split, config.seed):
+        scenes = pick_scenes(
+            split, split_name, config.scenes_per_split, config.seed, tuple(config.objects)
+        )
+        for scene in scenes:
             for task in config.tasks:
                 for k in range(config.episodes_per_task_scene):
                     index = len(specs)

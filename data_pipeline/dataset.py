@@ -48,6 +48,63 @@ def decode_image(value: Any) -> np.ndarray:
     return np.asarray(value, np.uint8)
 
 
+def two_view_frames(steps) -> np.ndarray:
+    """uint8 [T, 2H, W, 3]: each step's third view stacked over its wrist view (the tokenizer's
+    frame, as in the reference RoboScape-R model)."""
+    return np.stack(
+        [
+            np.concatenate(
+                [
+                    decode_image(s["observation"]["image"]),
+                    decode_image(s["observation"]["wrist_image"]),
+                ],
+                0,
+            )
+            for s in (steps[t] for t in range(len(steps)))
+        ]
+    )
+
+
+def load_frames(dataset_dir: str, split: str, *, stride: int = 1) -> np.ndarray:
+    """Every `stride`-th two-view frame of every episode of `split`, uint8 [N, 2H, W, 3]."""
+    source = open_split(dataset_dir, split)
+    frames = [two_view_frames(source[i]["steps"])[::stride] for i in range(len(source))]
+    if not frames:
+        raise ValueError(f"split {split!r} of {dataset_dir} has no episodes")
+    return np.concatenate(frames)
+
+
+class DatasetEpisodes:
+    """Episodes of one split as the token cache wants them: frames plus the world model's labels."""
+
+    def __init__(self, dataset_dir: str, split: str):
+        self.split = split
+        self._source = open_split(dataset_dir, split)
+        self._keys = {
+            self._source[i]["episode_metadata"]["episode_key"].decode(): i
+            for i in range(len(self._source))
+        }
+
+    def episode_ids(self) -> list[str]:
+        return sorted(self._keys)
+
+    def get_episode(self, episode_id: str) -> np.ndarray:
+        return two_view_frames(self._source[self._keys[episode_id]]["steps"])
+
+    def get_extras(self, episode_id: str) -> dict[str, np.ndarray]:
+        """actions [T, 7], done [T] (task success at that step), instruction embedding [384]."""
+        episode = self._source[self._keys[episode_id]]
+        steps = episode["steps"]
+        n = len(steps)
+        return {
+            "actions": np.stack([steps[t]["action"] for t in range(n)]),
+            "done": np.asarray([steps[t]["success"] for t in range(n)], np.float32),
+            "embedding": np.asarray(steps[0]["language_embedding"], np.float32),
+            "task_id": np.asarray(episode["episode_metadata"]["task_id"], np.int32),
+            "split": np.asarray(self.split),
+        }
+
+
 def _staged(staging_dir: str) -> tuple[list[dict], list[dict]]:
     episodes, failures = [], []
     for path in sorted(glob.glob(os.path.join(staging_dir, "episodes", "*.npz"))):

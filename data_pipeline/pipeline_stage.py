@@ -18,6 +18,7 @@ def collect_config(data_config) -> CollectConfig:
         if f in data_config and f != "seed"
     }
     fields["tasks"] = tuple(fields["tasks"])
+    fields["objects"] = tuple(fields.get("objects", ()))
     return CollectConfig(**fields)
 
 

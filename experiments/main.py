@@ -38,11 +38,23 @@ def collect_data(config, out_dir):
     return run_data_stage(config, out_dir)
 
 
+def train_tokenizer(config, out_dir):
+    from experiments.stages.tokenizer import run_train_tokenizer
+
+    return run_train_tokenizer(config, out_dir)
+
+
+def tokenize_dataset(config, out_dir):
+    from experiments.stages.tokenizer import run_tokenize_dataset
+
+    return run_tokenize_dataset(config, out_dir)
+
+
 STAGES = [
     Stage("simulator_check", simulator_check, ("simulator",)),
     Stage("collect_data", collect_data, ("data",)),
-    Stage("train_tokenizer", None, issue=4),
-    Stage("tokenize_dataset", None, issue=4),
+    Stage("train_tokenizer", train_tokenizer, ("data", "tokenizer")),
+    Stage("tokenize_dataset", tokenize_dataset, ("data", "tokenizer")),
     Stage("train_world_models", None, issue=5),
     Stage("world_model_env", None, issue=6),
     Stage("sft", None, issue=7),

@@ -4,6 +4,7 @@ python -m experiments.main --config=experiments/configs/base.py --workdir=runs/b
 """
 
 from experiments.configs import common
+from experiments.configs.tokenizer import tokenizer_config
 
 
 def get_config(arg: str | None = None):
@@ -12,6 +13,8 @@ def get_config(arg: str | None = None):
     config.variant = "base"
     config.simulator.image_size = 128
     config.data.image_size = 128
+    config.tokenizer = tokenizer_config("base")
+    config.tokenizer.input.update(frame_height=256, frame_width=128)  # two stacked 128px views
     config.data.scenes_per_split = 8
     config.data.episodes_per_task_scene = 50
     config.log_every_steps = 50

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from experiments.configs.tokenizer import tokenizer_config
+
 # The four tasks of the paper (section 4.1); data_pipeline.scenes.TASKS holds the same names (the
 # configs do not import the simulator side).
 PAPER_TASKS = ("pick_and_place", "push", "pull", "move_to_target")
@@ -49,6 +51,7 @@ def pipeline_config() -> ml_collections.ConfigDict:
 
     config.data = ml_collections.ConfigDict()
     config.data.tasks = PAPER_TASKS
+    config.data.objects = ()  # object names to restrict the scenes to; () = all twenty
     config.data.scenes_per_split = 4  # in-domain and out-of-domain scenes each
     config.data.episodes_per_task_scene = 10
     config.data.suboptimal_ratio = 0.5  # paper: 1:1
@@ -58,6 +61,8 @@ def pipeline_config() -> ml_collections.ConfigDict:
     config.data.max_attempts = 3
     config.data.split_seed = 0
     config.data.num_workers = 2  # collector processes
+
+    config.tokenizer = tokenizer_config("tiny")
 
     config.checkpoint = ml_collections.ConfigDict()
     config.checkpoint.max_to_keep = 3

@@ -4,6 +4,7 @@ python -m experiments.main --config=experiments/configs/paper.py --workdir=gs://
 """
 
 from experiments.configs import common
+from experiments.configs.tokenizer import tokenizer_config
 
 
 def get_config(arg: str | None = None):
@@ -12,6 +13,8 @@ def get_config(arg: str | None = None):
     config.variant = "paper"
     config.simulator.image_size = 128  # two stacked views -> 256x128 frames, 16x16 tokens
     config.data.image_size = 128
+    config.tokenizer = tokenizer_config("paper")
+    config.tokenizer.input.update(frame_height=256, frame_width=128)  # two stacked 128px views
     config.data.scenes_per_split = 40  # 80 scenes: 20 objects x 2 containers x 2 tables
     config.data.episodes_per_task_scene = 1000  # 500 optimal + 500 sub-optimal
     config.log_every_steps = 100

@@ -7,6 +7,7 @@
 """
 
 from experiments.configs import common
+from experiments.configs.tokenizer import tokenizer_config
 
 
 def get_config(arg: str | None = None):
@@ -20,4 +21,5 @@ def get_config(arg: str | None = None):
         config.progress_every_s = 0.0
         config.data.scenes_per_split = 1
         config.data.episodes_per_task_scene = 1
+        config.tokenizer = tokenizer_config("debug")
     return config

@@ -56,6 +56,29 @@ class ArrayFrameSource:
         return self.frames[np.asarray(indices)]
 
 
+class SplitFrameSource:
+    """Frames whose train / held-out split is given (e.g. the dataset's train and val splits)."""
+
+    def __init__(self, train: np.ndarray, held_out: np.ndarray):
+        if train.dtype != np.uint8 or held_out.dtype != np.uint8:
+            raise ValueError(f"frames must be uint8, got {train.dtype} and {held_out.dtype}")
+        if train.shape[1:] != held_out.shape[1:] or train.ndim != 4:
+            raise ValueError(f"train {train.shape} and held-out {held_out.shape} frames must be "
+                             "[N, H, W, 3] of one size")
+        self.frames = np.concatenate([train, held_out])
+        self.frame_shape = tuple(train.shape[1:])
+        self._split = {"train": np.arange(len(train)),
+                       "held_out": np.arange(len(train), len(self.frames))}
+
+    def split_indices(self, split: str) -> np.ndarray:
+        if split not in self._split:
+            raise ValueError(f"unknown split {split!r}; known: {sorted(self._split)}")
+        return self._split[split]
+
+    def get_batch(self, indices: np.ndarray) -> np.ndarray:
+        return self.frames[np.asarray(indices)]
+
+
 def load_frames_npz(path: str, key: str = "frames") -> np.ndarray:
     """uint8 [N, H, W, 3] frames stored under `key` in an .npz file."""
     if not os.path.exists(path):

@@ -74,6 +74,8 @@ def tokenize_episodes(model: FrameTokenizer, params: PyTree, episodes: EpisodeSo
     Args:
       tokenizer_id: identifies the tokenizer (e.g. train.model_fingerprint(config)); a cache
         written under another id is refused.
+      When `episodes` also has `get_extras(id) -> dict of arrays` (actions, done, ...), those are
+      stored beside the tokens, so the world model reads one file per episode.
     Returns: {"written": n, "skipped": m}.
     """
     os.makedirs(cache_dir, exist_ok=True)
@@ -87,8 +89,9 @@ def tokenize_episodes(model: FrameTokenizer, params: PyTree, episodes: EpisodeSo
             skipped += 1
             continue
         tokens = encode_padded(model, params, episodes.get_episode(episode_id), batch_size)
+        extras = episodes.get_extras(episode_id) if hasattr(episodes, "get_extras") else {}
         tmp = path[:-len(".npz")] + ".tmp.npz"
-        np.savez(tmp, tokens=tokens)
+        np.savez(tmp, tokens=tokens, **extras)
         os.replace(tmp, path)
         written += 1
     return {"written": written, "skipped": skipped}

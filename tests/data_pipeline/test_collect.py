@@ -23,6 +23,14 @@ def test_schedule_is_deterministic_balanced_and_shardable():
     assert sorted(s.index for shard in shards for s in shard) == list(range(len(specs)))
 
 
+def test_objects_restrict_the_scenes():
+    config = collect.CollectConfig(
+        objects=("green cube", "blue sphere"), scenes_per_split=1, episodes_per_task_scene=1
+    )
+    names = {spec.scene.object.name for spec in collect.schedule(config)}
+    assert names and names <= {"green cube", "blue sphere"}
+
+
 def test_finished_episodes_are_skipped(tmp_path):
     spec = collect.schedule(collect.CollectConfig(scenes_per_split=1, episodes_per_task_scene=1))[0]
     os.makedirs(tmp_path / "episodes")
@@ -35,6 +43,7 @@ def test_finished_episodes_are_skipped(tmp_path):
     "kwargs,message",
     [
         ({"tasks": ("push", "stack")}, "unknown task"),
+        ({"objects": ("red cube", "golden teapot")}, "unknown object name.*golden teapot"),
         ({"image_size": 0}, "image_size must be a positive int"),
         ({"image_size": 64.5}, "image_size must be a positive int"),
         ({"suboptimal_ratio": 2.0}, "suboptimal_ratio"),

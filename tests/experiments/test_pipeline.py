@@ -55,7 +55,7 @@ def test_main_launcher_debug_run(tmp_path):
         sys.executable,
         "-m",
         "experiments.main",
-        "--only=simulator_check,train_tokenizer",
+        "--only=simulator_check,world_model_env",
         "--config=experiments/configs/tiny.py:debug",
         f"--workdir={tmp_path}",
     ]
@@ -64,7 +64,7 @@ def test_main_launcher_debug_run(tmp_path):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "| simulator_check | done |" in out.stdout
-    assert "| train_tokenizer | missing (issue 4) |" in out.stdout
+    assert "| world_model_env | missing (issue 6) |" in out.stdout
     assert "collect_data" not in out.stdout
     assert (tmp_path / "simulator_check" / "frames.png").exists()
     for name in ("config.json", "run_info.json", "pipeline_summary.json"):
