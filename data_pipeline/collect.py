@@ -219,6 +219,10 @@ def collect(
         raise OSError(f"cannot write the output folder {out_dir}: permission denied")
     specs = [s for s in schedule(config) if s.index % num_shards == shard]
     todo = [s for s in specs if not is_done(out_dir, s)]
+    if todo:  # fail here, with the driver message, rather than inside every worker
+        from data_pipeline.rendering import configure_vulkan
+
+        configure_vulkan()
     print(
         f"collect: {len(specs)} episodes in shard {shard}/{num_shards}, {len(todo)} to do, "
         f"{num_workers} workers",

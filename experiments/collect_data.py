@@ -8,8 +8,9 @@ Killed and rerun with the same flags, it resumes: finished episodes are kept and
 """
 
 import json
+import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from roboscape_jax.utils.provenance import write_run_provenance
@@ -24,21 +25,26 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # JAX backend probing and Orbax log at INFO
     if _SHARD.value >= _NUM_SHARDS.value:
         raise app.UsageError(f"--shard={_SHARD.value} must be < --num_shards={_NUM_SHARDS.value}")
     import os
 
     from data_pipeline.pipeline_stage import run_data_stage
+    from data_pipeline.rendering import VulkanDriverError
 
     out_dir = os.path.join(_WORKDIR.value, "collect_data")
     try:
-        os.makedirs(out_dir, exist_ok=True)
+        try:
+            os.makedirs(out_dir, exist_ok=True)
+        except OSError as err:
+            raise OSError(f"cannot write the output folder {out_dir}: {err.strerror}") from err
         write_run_provenance(out_dir, _CONFIG.value)
         result = run_data_stage(
             _CONFIG.value, out_dir, shard=_SHARD.value, num_shards=_NUM_SHARDS.value
         )
-    except (ValueError, OSError) as err:  # bad config values, unwritable folders: one line
-        raise app.UsageError(str(err)) from None
+    except (ValueError, OSError, VulkanDriverError) as err:  # bad input: one line
+        sys.exit(f"collect_data: error: {err}")
     print(json.dumps(result["card"], indent=1)[:3000])
     print(f"dataset: {result['dataset_dir']}\ncard: {out_dir}/card.md")
 

@@ -6,7 +6,7 @@ Stages are skipped when their output for the same config exists; stages not buil
 as missing with the issue that tracks them.
 """
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments.pipeline import Stage, run_pipeline
@@ -68,6 +68,7 @@ STAGES = [
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # JAX backend probing and Orbax log at INFO
     config, workdir = _CONFIG.value, _WORKDIR.value
     names = [stage.name for stage in STAGES]
     unknown = sorted(set(_ONLY.value or ()) - set(names))

@@ -1,6 +1,8 @@
 """Collection schedule, sharding, resume bookkeeping, config errors and action labels (no sim)."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ from transforms3d.euler import euler2quat
 
 from data_pipeline import collect
 from data_pipeline.recording import delta_ee_action
+from tests.conftest import REPO_ROOT
 
 
 def test_schedule_is_deterministic_balanced_and_shardable():
@@ -72,3 +75,32 @@ def test_delta_ee_action_translation_and_rotation():
     action = delta_ee_action(current, rotated, 1.0)
     # A 0.05 rad turn about the root z axis is Euler XYZ (0, 0, 0.05), divided by rot_lower -0.1.
     np.testing.assert_allclose(action[3:6], [0.0, 0.0, -0.5], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("--config.data.tasks=('push','stack')", "unknown task(s) ['stack']"),
+        ("--workdir=/dev/null/runs", "cannot write the output folder /dev/null/runs/collect_data"),
+    ],
+)
+def test_launcher_reports_bad_input_in_one_line(tmp_path, override, message):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.collect_data",
+            "--config=experiments/configs/tiny.py:debug",
+            f"--workdir={tmp_path}",
+            override,
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode == 1
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("collect_data: error: ") and message in lines[-1], out.stderr
+    assert "Traceback" not in out.stderr
