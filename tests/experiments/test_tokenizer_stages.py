@@ -39,6 +39,7 @@ def test_train_then_tokenize(workdir):
     episode_id = sorted(p[:-4] for p in os.listdir(cache) if p.endswith(".npz"))[0]
     with np.load(cache / f"{episode_id}.npz") as data:
         tokens, actions, done = data["tokens"], data["actions"], data["done"]
+        assert data["text"].shape == (32, 384) and data["text_mask"].sum() > 3
     assert tokens.shape == (len(actions), 16, 8) and tokens.dtype == np.int32
     assert actions.shape[1] == 7 and done[-1] == 1.0 and done[0] == 0.0
     assert np.array_equal(load_tokens(str(cache), episode_id), tokens)

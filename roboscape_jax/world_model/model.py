@@ -1,0 +1,183 @@
+"""The RoboScape-R world model (section 3.1, Eq. 1): (o_{<=t}, c) -> (o_{t+1} tokens, done).
+
+  model = WorldModel(WorldModelConfig(control="action"))
+  out = model.apply(params, tokens, control, control_mask, token_mask)
+  out.logits  # [B, T, h, w, F, V_f] factored logits of every frame's tokens
+  out.done    # [B, T] done probability of every frame
+
+Tokens are the tokenizer's full code indices of `num_bits` bits; the model embeds them as the sum of
+`num_factors` sub-code embeddings and predicts each sub-code with its own head of
+V_f = 2^(num_bits / num_factors) classes (the authors' 2^18 = 2 x 2^9). Masked tokens (MaskGIT
+training and sampling) are replaced by one learned mask embedding.
+
+Control: `control="action"`: actions [B, T, A] where actions[:, t] is the action that led INTO
+frame t (zeros for the first frame of an episode); each of the A dimensions becomes its own control
+token (a small MLP per dimension, as in the authors' code) plus a frame-index embedding, and the
+tokens of frame t cross-attend to frame t's A control tokens only. `control="text"`: instruction
+features [B, L, 384] (MiniLM per-token features, `text.encoder.TextFeatures.tokens`) with mask
+[B, L], projected to width D and shared by every frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from roboscape_jax.tokenizer.model import index_to_subcodes
+from roboscape_jax.world_model.transformer import STTransformer
+
+CONTROLS = ("action", "text")
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldModelConfig:
+    """Architecture of one world model; defaults are the `tiny` sizes."""
+
+    control: str = "action"  # one of CONTROLS
+    num_bits: int = 18  # tokenizer code bits
+    num_factors: int = 2  # sub-code heads of num_bits / num_factors bits each
+    grid_height: int = 16  # h
+    grid_width: int = 8  # w
+    num_frames: int = 5  # T: window length (context frames + the predicted frame)
+    depth: int = 4
+    width: int = 128  # D
+    num_heads: int = 4
+    mlp_ratio: int = 4
+    action_dim: int = 7  # A
+    action_hidden: int = 32  # per-dimension action MLP width
+    text_dim: int = 384  # MiniLM-L6
+    done_hidden: int = 64  # done head MLP(D -> done_hidden -> 1), as in the authors' code
+    remat: bool = False
+    dtype: str = "float32"  # compute dtype ("bfloat16" on accelerators)
+
+    def __post_init__(self):
+        if self.control not in CONTROLS:
+            raise ValueError(f"control must be one of {CONTROLS}, got {self.control!r}")
+        if self.num_factors < 1 or self.num_bits % self.num_factors:
+            raise ValueError(f"num_bits={self.num_bits} must split into num_factors="
+                             f"{self.num_factors} equal sub-codes")
+        if self.width % self.num_heads:
+            raise ValueError(f"width {self.width} is not divisible by {self.num_heads} heads")
+
+    @property
+    def vocab_per_factor(self) -> int:
+        """V_f = 2^(num_bits / num_factors)."""
+        return 2 ** (self.num_bits // self.num_factors)
+
+    @classmethod
+    def from_config(cls, config: "WorldModelConfig | Mapping[str, Any]") -> "WorldModelConfig":
+        """Accepts a WorldModelConfig, a dict or an ml_collections ConfigDict section."""
+        if isinstance(config, WorldModelConfig):
+            return config
+        values = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown world model config fields: {sorted(unknown)}")
+        return cls(**values)
+
+
+class WorldModelOutput(NamedTuple):
+    logits: jax.Array  # [B, T, h, w, F, V_f] float32
+    done: jax.Array  # [B, T] float32 probability
+    done_logit: jax.Array  # [B, T] float32
+
+
+class ActionEncoder(nn.Module):
+    """actions [B, T, A] -> control tokens [B, T, A, D]: dimension j of the action goes through
+    its own MLP(1 -> hidden -> D); a learned frame-index embedding is added to all of them."""
+
+    width: int
+    hidden: int = 32
+    num_frames: int = 16
+
+    @nn.compact
+    def __call__(self, actions: jax.Array) -> jax.Array:
+        _, t, a = actions.shape
+        init = nn.initializers.lecun_normal()
+        w1 = self.param("w1", nn.initializers.normal(1.0), (a, self.hidden))
+        b1 = self.param("b1", nn.initializers.zeros, (a, self.hidden))
+        w2 = self.param("w2", init, (a, self.hidden, self.width))
+        b2 = self.param("b2", nn.initializers.zeros, (a, self.width))
+        h = nn.gelu(actions[..., None] * w1 + b1)  # [B, T, A, hidden]
+        tokens = jnp.einsum("btah,ahd->btad", h, w2) + b2
+        frame = self.param("frame_embedding", nn.initializers.normal(0.02),
+                           (self.num_frames, self.width))[:t]
+        return tokens + frame[None, :, None]
+
+
+class TextControl(nn.Module):
+    """Instruction features [B, L, E] and mask [B, L] -> tokens [B, 1, L, D], mask [B, 1, L]
+    (one set of control tokens shared by every frame)."""
+
+    width: int
+
+    @nn.compact
+    def __call__(self, text: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+        tokens = nn.Dense(self.width)(nn.LayerNorm()(text))
+        return tokens[:, None], mask.astype(bool)[:, None]
+
+
+class WorldModel(nn.Module):
+    """Token embedding -> ST transformer conditioned on the control -> factored logits and done."""
+
+    config: WorldModelConfig
+
+    def _control_tokens(self, control: jax.Array, control_mask: jax.Array | None):
+        c = self.config
+        if c.control == "action":
+            tokens = ActionEncoder(c.width, c.action_hidden, c.num_frames)(control)
+            return tokens, jnp.ones(tokens.shape[:3], bool)
+        if control_mask is None:
+            raise ValueError("the text model needs control_mask [B, L]")
+        chex.assert_shape(control_mask, control.shape[:2])
+        return TextControl(c.width)(control, control_mask)
+
+    def _embed(self, tokens: jax.Array, token_mask: jax.Array | None) -> jax.Array:
+        c = self.config
+        sub = index_to_subcodes(tokens, c.num_bits, c.num_factors)  # [B, T, h, w, F]
+        offsets = c.vocab_per_factor * jnp.arange(c.num_factors)
+        table = nn.Embed(c.num_factors * c.vocab_per_factor, c.width, name="token_embedding")
+        x = table(sub + offsets).sum(-2)  # [B, T, h, w, D]
+        mask_embedding = self.param("mask_embedding", nn.initializers.normal(0.02), (c.width,))
+        if token_mask is not None:
+            x = jnp.where(token_mask[..., None], mask_embedding, x)
+        return x.reshape(*tokens.shape[:2], -1, c.width)
+
+    @nn.compact
+    def __call__(self, tokens: jax.Array, control: jax.Array, control_mask: jax.Array | None = None,
+                 token_mask: jax.Array | None = None) -> WorldModelOutput:
+        """tokens int [B, T, h, w]; control [B, T, A] or [B, L, E] (+ control_mask [B, L]);
+        token_mask bool [B, T, h, w], True where a token is hidden from the model."""
+        c = self.config
+        b, t = tokens.shape[:2]
+        if t > c.num_frames:
+            raise ValueError(f"got {t} frames; the model takes at most {c.num_frames}")
+        chex.assert_shape(tokens, (b, t, c.grid_height, c.grid_width))
+        if c.control == "action":
+            chex.assert_shape(control, (b, t, c.action_dim))
+        else:
+            chex.assert_shape(control, (b, None, c.text_dim))
+        if token_mask is not None:
+            chex.assert_equal_shape([tokens, token_mask])
+        ctrl, ctrl_mask = self._control_tokens(control, control_mask)
+        x = STTransformer(c.num_frames, c.grid_height * c.grid_width, c.depth, c.num_heads,
+                          c.mlp_ratio, c.remat, jnp.dtype(c.dtype))(
+            self._embed(tokens, token_mask), ctrl, ctrl_mask)  # [B, T, K, D]
+        logits = nn.DenseGeneral((c.num_factors, c.vocab_per_factor), name="logits")(x)
+        logits = logits.astype(jnp.float32).reshape(
+            b, t, c.grid_height, c.grid_width, c.num_factors, c.vocab_per_factor)
+        h = nn.gelu(nn.Dense(c.done_hidden, name="done_hidden")(x.mean(axis=2)))
+        done_logit = nn.Dense(1, name="done_out")(h)[..., 0].astype(jnp.float32)
+        chex.assert_shape(done_logit, (b, t))
+        return WorldModelOutput(logits, jax.nn.sigmoid(done_logit), done_logit)
+
+
+def create_model(model_config) -> WorldModel:
+    """The world model of a `config.model` section (experiments/configs/world_model.py)."""
+    return WorldModel(WorldModelConfig.from_config(model_config))

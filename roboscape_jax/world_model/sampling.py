@@ -1,0 +1,248 @@
+"""Next-frame prediction by MaskGIT decoding, H-step rollouts under `lax.scan`, and the text
+model's golden trajectory (RoboScape-R Eq. 6). All pure functions with static shapes.
+
+  frame, done = predict_next_frame(params, model, window_tokens, control, key)
+  out = rollout(params, model, initial_window(first_tokens, model), actions, key)
+  goal = golden_trajectory(params, text_model, first_tokens, text, text_mask, key, horizon=32)
+
+Window convention: the model sees T = `num_frames` frames; the C = T - 1 most recent frames are
+the context (oldest first) and the frame to predict starts fully masked. For the action model the
+control of frame t is the action that led INTO frame t (see model.py), so predicting the next frame
+takes the C context actions plus the action applied now: [B, T, A]. `initial_window` fills the
+context with copies of the first frame and zero actions, as `data.py` pads episode starts.
+
+MaskGIT (Chang et al. 2022, arXiv:2202.04200): at step s of S, sample every still-masked token (per
+factor; temperature 0 = argmax), score it by its joint log-probability, keep the most confident so
+that floor(K * cos(pi/2 * (s+1)/S)) stay masked, and re-mask the rest. The authors' environment uses
+S = 2 and temperature 0. The done probability of the new frame is read from the last decoding pass
+(`done_pass=True` adds one pass over the finished frame instead). No key/value cache: every step
+recomputes the whole window.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from roboscape_jax.tokenizer.model import subcodes_to_index
+from roboscape_jax.types import PRNGKey, PyTree
+from roboscape_jax.world_model.masking import num_masked_after
+from roboscape_jax.world_model.model import WorldModel, WorldModelConfig
+
+
+class Window(NamedTuple):
+    """The context of a rollout: the C = num_frames - 1 most recent frames, oldest first."""
+
+    tokens: jax.Array  # int32 [B, C, h, w]
+    actions: jax.Array | None  # float32 [B, C, A], the action that led into each frame; None: text
+
+
+class Rollout(NamedTuple):
+    tokens: jax.Array  # int32 [B, H, h, w] predicted frames
+    done: jax.Array  # float32 [B, H] done probability of each predicted frame
+    window: Window  # the context after the last step (to continue from)
+
+
+class GoldenTrajectory(NamedTuple):
+    """Eq. (6): the first predicted frame with done >= tau (the last one if none is)."""
+
+    goal_tokens: jax.Array  # int32 [B, h, w]
+    goal_index: jax.Array  # int32 [B], 1-based index of that frame after the initial frame
+    reached: jax.Array  # bool [B], whether done >= tau was reached within the horizon
+
+
+def push_frame(window: jax.Array, new: jax.Array) -> jax.Array:
+    """Ring-buffer shift, dropping the oldest frame: window [B, C, ...], new [B, ...] -> same."""
+    chex.assert_equal_shape([window[:, 0], new])
+    return jnp.concatenate([window[:, 1:], new[:, None].astype(window.dtype)], axis=1)
+
+
+def initial_window(first_tokens: jax.Array, model: WorldModel) -> Window:
+    """A context of C copies of the first frame [B, h, w]; zero actions for the action model."""
+    c = model.config
+    tokens = jnp.repeat(first_tokens[:, None].astype(jnp.int32), c.num_frames - 1, axis=1)
+    actions = None
+    if c.control == "action":
+        actions = jnp.zeros((first_tokens.shape[0], c.num_frames - 1, c.action_dim), jnp.float32)
+    return Window(tokens, actions)
+
+
+def _concrete(x) -> bool:
+    return x is not None and not isinstance(x, jax.core.Tracer)
+
+
+def check_inputs(config: WorldModelConfig, window_tokens, control, control_mask=None) -> None:
+    """Raises ValueError naming what is wrong (shapes always; values when arrays are concrete)."""
+    c, shape = config, np.shape(window_tokens)
+    expected = (c.num_frames - 1, c.grid_height, c.grid_width)
+    if len(shape) != 4 or shape[1:] != expected:
+        raise ValueError(f"window tokens must be [B, {', '.join(map(str, expected))}] (the "
+                         f"{c.num_frames - 1} context frames), got shape {shape}")
+    if not np.issubdtype(np.result_type(window_tokens), np.integer):
+        raise ValueError(f"window tokens must be integers, got {np.result_type(window_tokens)}")
+    if _concrete(window_tokens):
+        values = np.asarray(window_tokens)
+        if values.min() < 0 or values.max() >= 2**c.num_bits:
+            raise ValueError(f"tokens must lie in [0, 2^{c.num_bits}), got [{values.min()}, "
+                             f"{values.max()}]")
+    if c.control == "action":
+        if np.shape(control) != (shape[0], c.num_frames, c.action_dim):
+            raise ValueError(f"actions must be [B, {c.num_frames}, {c.action_dim}] (context + "
+                             f"the action applied now), got {np.shape(control)}")
+    elif np.ndim(control) != 3 or np.shape(control_mask) != np.shape(control)[:2] or \
+            np.shape(control)[::2] != (shape[0], c.text_dim):
+        raise ValueError(f"text control must be [B, L, {c.text_dim}] with a [B, L] mask, got "
+                         f"{np.shape(control)} and {np.shape(control_mask)}")
+    _check_finite(control)
+
+
+def _check_finite(control) -> None:
+    if _concrete(control) and not np.isfinite(np.asarray(control)).all():
+        raise ValueError(f"control contains {int((~np.isfinite(np.asarray(control))).sum())} "
+                         "non-finite values (NaN or inf)")
+
+
+def _sample(logits: jax.Array, key: PRNGKey, temperature: float) -> tuple[jax.Array, jax.Array]:
+    """Per-factor sample (argmax at temperature 0): logits [..., F, V] -> (sub-codes [..., F],
+    joint log-probability [...])."""
+    if temperature > 0:
+        sub = jax.random.categorical(key, logits / temperature, axis=-1)
+    else:
+        sub = jnp.argmax(logits, axis=-1)
+    log_p = jax.nn.log_softmax(logits, axis=-1)
+    return sub, jnp.take_along_axis(log_p, sub[..., None], axis=-1)[..., 0].sum(-1)
+
+
+def _decode_frame(params: PyTree, model: WorldModel, window_tokens: jax.Array, control: jax.Array,
+                  control_mask: jax.Array | None, key: PRNGKey, num_steps: int,
+                  temperature: float, done_pass: bool) -> tuple[jax.Array, jax.Array]:
+    """The MaskGIT loop (module docstring), unrolled over the static `num_steps`."""
+    c = model.config
+    b, k = window_tokens.shape[0], c.grid_height * c.grid_width
+    context_mask = jnp.zeros(window_tokens.shape, bool)
+    tokens, masked = jnp.zeros((b, k), jnp.int32), jnp.ones((b, k), bool)
+    for step in range(num_steps):
+        rng_sample, rng_noise = jax.random.split(jax.random.fold_in(key, step))
+        window = jnp.concatenate([window_tokens, tokens.reshape(b, 1, *window_tokens.shape[2:])], 1)
+        mask = jnp.concatenate([context_mask, masked.reshape(b, 1, *window_tokens.shape[2:])], 1)
+        out = model.apply(params, window, control, control_mask, mask)
+        sub, log_p = _sample(out.logits[:, -1].reshape(b, k, c.num_factors, -1), rng_sample,
+                             temperature)
+        if temperature > 0:  # MaskGIT's annealed randomness in which tokens to keep
+            log_p += temperature * (1 - (step + 1) / num_steps) * jax.random.gumbel(rng_noise,
+                                                                                    (b, k))
+        confidence = jnp.where(masked, log_p, jnp.inf)
+        rank = jnp.argsort(jnp.argsort(-confidence, axis=-1), axis=-1)
+        fixed = rank < k - num_masked_after(step, num_steps, k)
+        tokens = jnp.where(masked & fixed, subcodes_to_index(sub, c.num_bits), tokens)
+        masked, done = ~fixed, out.done[:, -1]
+    tokens = tokens.reshape(b, c.grid_height, c.grid_width)
+    if done_pass:
+        window = jnp.concatenate([window_tokens, tokens[:, None]], axis=1)
+        done = model.apply(params, window, control, control_mask).done[:, -1]
+    return tokens, done
+
+
+_decode_frame_jit = jax.jit(_decode_frame, static_argnums=(1, 6, 7, 8))
+
+
+def predict_next_frame(params: PyTree, model: WorldModel, window_tokens: jax.Array,
+                       control: jax.Array, key: PRNGKey, *, control_mask: jax.Array | None = None,
+                       num_steps: int = 2, temperature: float = 0.0,
+                       done_pass: bool = False) -> tuple[jax.Array, jax.Array]:
+    """The next frame's tokens int32 [B, h, w] and done probability [B].
+
+    Args:
+      window_tokens: int [B, C, h, w], the C = num_frames - 1 context frames, oldest first.
+      control: action model: float [B, C + 1, A] (the action that led into each context frame,
+        then the action applied now); text model: [B, L, E] features with `control_mask` [B, L].
+      key: used only when temperature > 0.
+    Jit-able (also inside a caller's jit/scan); inputs are checked first (see `check_inputs`).
+    """
+    check_inputs(model.config, window_tokens, control, control_mask)
+    return _decode_frame_jit(params, model, jnp.asarray(window_tokens, jnp.int32), control,
+                             control_mask, key, num_steps, float(temperature), done_pass)
+
+
+def _step_control(model: WorldModel, window: Window, action: jax.Array | None, text: jax.Array):
+    if model.config.control == "action":
+        return jnp.concatenate([window.actions, action[:, None]], axis=1)
+    return text
+
+
+def rollout(params: PyTree, model: WorldModel, window: Window, controls: jax.Array,
+            key: PRNGKey, *, horizon: int | None = None, control_mask: jax.Array | None = None,
+            num_steps: int = 2, temperature: float = 0.0) -> Rollout:
+    """H steps of `predict_next_frame` under one `lax.scan` (one compiled step, no Python loop).
+
+    Args:
+      window: the starting context (e.g. `initial_window`).
+      controls: action model: float [B, H, A], the action applied at each step (H = horizon);
+        text model: [B, L, E] features with `control_mask` [B, L], and `horizon` H.
+    Returns: Rollout(tokens [B, H, h, w], done [B, H], the final window).
+    """
+    is_action = model.config.control == "action"
+    horizon = controls.shape[1] if is_action else horizon
+    if horizon is None:
+        raise ValueError("the text model's rollout needs `horizon`")
+    check_inputs(model.config, window.tokens,
+                 _step_control(model, window, controls[:, 0], controls) if is_action else controls,
+                 control_mask)
+    _check_finite(controls)
+
+    def step(window: Window, inputs):
+        index, action = inputs
+        control = _step_control(model, window, action, controls)
+        tokens, done = _decode_frame(params, model, window.tokens, control, control_mask,
+                                     jax.random.fold_in(key, index), num_steps, temperature, False)
+        actions = push_frame(window.actions, action) if is_action else None
+        return Window(push_frame(window.tokens, tokens), actions), (tokens, done)
+
+    actions = jnp.swapaxes(controls, 0, 1) if is_action else None
+    window, (tokens, done) = jax.lax.scan(step, window, (jnp.arange(horizon), actions),
+                                          length=horizon)
+    return Rollout(jnp.swapaxes(tokens, 0, 1), jnp.swapaxes(done, 0, 1), window)
+
+
+class _GoldenCarry(NamedTuple):
+    index: jax.Array  # int32 [] frames predicted so far
+    window: Window
+    goal: GoldenTrajectory
+
+
+@functools.partial(jax.jit, static_argnames=("model", "horizon", "num_steps", "temperature"))
+def golden_trajectory(params: PyTree, model: WorldModel, first_tokens: jax.Array,
+                      text: jax.Array, text_mask: jax.Array, key: PRNGKey, *, horizon: int,
+                      tau: float = 0.9, num_steps: int = 2,
+                      temperature: float = 0.0) -> GoldenTrajectory:
+    """Eq. (6): o_goal = D(z_{t*}), t* = min{t : d_t >= tau}; returns the goal *tokens* (decode
+    them with the tokenizer). Rolls the text model out from `first_tokens` [B, h, w] with the
+    instruction `text` [B, L, E] / `text_mask` [B, L] in a `lax.while_loop` that stops once every
+    scene has reached done >= tau or after `horizon` frames.
+    """
+    if model.config.control != "text":
+        raise ValueError("golden_trajectory needs the text world model")
+    b = first_tokens.shape[0]
+    start = GoldenTrajectory(first_tokens.astype(jnp.int32), jnp.zeros((b,), jnp.int32),
+                             jnp.zeros((b,), bool))
+
+    def body(carry: _GoldenCarry) -> _GoldenCarry:
+        tokens, done = _decode_frame(params, model, carry.window.tokens, text, text_mask,
+                                     jax.random.fold_in(key, carry.index), num_steps,
+                                     temperature, False)
+        g, index = carry.goal, carry.index + 1
+        keep = g.reached  # scenes that already have their goal keep it
+        goal = GoldenTrajectory(jnp.where(keep[:, None, None], g.goal_tokens, tokens),
+                                jnp.where(keep, g.goal_index, index), keep | (done >= tau))
+        return _GoldenCarry(index, Window(push_frame(carry.window.tokens, tokens), None), goal)
+
+    def cond(carry: _GoldenCarry) -> jax.Array:
+        return (carry.index < horizon) & ~jnp.all(carry.goal.reached)
+
+    carry = _GoldenCarry(jnp.zeros((), jnp.int32), initial_window(first_tokens, model), start)
+    return jax.lax.while_loop(cond, body, carry).goal

@@ -1,0 +1,166 @@
+"""Trains an action or text world model on token-cache episodes, data-parallel over every device.
+
+  state = train_and_evaluate(config, workdir, {"train": episodes, "held_out": episodes})
+
+`config` is the world-model section (experiments/configs/world_model.py). The batch of step s is a
+fixed function of (seed, s) and the masks come from fold_in(rng, step), so a killed run resumes
+with the same numbers (utils.training.train_loop). Checkpoints carry the model config and resuming
+from another one raises ValueError (the tokenizer trainer's fingerprint helpers). Evaluation masks
+the whole last frame of fixed held-out windows, predicts it in one greedy pass and reports token
+accuracy overall and on changing tokens next to copying the previous frame, and done AUROC/RMSE.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from roboscape_jax.tokenizer.train import check_resume_compatible, make_optimizer, model_fingerprint
+from roboscape_jax.types import PyTree
+from roboscape_jax.utils import sharding
+from roboscape_jax.utils.checkpoint import Checkpointer
+from roboscape_jax.utils.training import TrainState, create_train_state, make_train_step, train_loop
+from roboscape_jax.world_model import data, losses
+from roboscape_jax.world_model.masking import training_mask
+from roboscape_jax.world_model.model import WorldModel, create_model
+
+EVAL_METRICS = ("token_accuracy", "changed_token_accuracy", "copy_accuracy", "changed_fraction")
+
+
+def control_inputs(batch: Mapping[str, jax.Array], control: str):
+    """(control, control_mask) of a batch for the model's control type."""
+    if control == "action":
+        return batch["actions"], None
+    return batch["text"], batch["text_mask"]
+
+
+def init_state(config, model: WorldModel, tx: optax.GradientTransformation) -> TrainState:
+    rng, rng_init = jax.random.split(jax.random.PRNGKey(config.seed))
+    m = config.model
+    tokens = jnp.zeros((1, m.num_frames, m.grid_height, m.grid_width), jnp.int32)
+    if m.control == "action":
+        control, control_mask = jnp.zeros((1, m.num_frames, m.action_dim)), None
+    else:
+        control, control_mask = jnp.zeros((1, 1, m.text_dim)), jnp.ones((1, 1), bool)
+    params = jax.jit(model.init)(rng_init, tokens, control, control_mask)
+    return create_train_state(params, tx, rng)
+
+
+def changed_weights(tokens: jax.Array, changed_weight: float) -> jax.Array:
+    """[B, T, h, w]: `changed_weight` where a token differs from the previous frame's, else 1."""
+    changed = jnp.concatenate([jnp.zeros_like(tokens[:, :1], bool),
+                               tokens[:, 1:] != tokens[:, :-1]], axis=1)
+    return jnp.where(changed, changed_weight, 1.0)
+
+
+def make_loss_fn(config, model: WorldModel):
+    """loss_fn(params, batch, rng) -> (Eq. 4 loss, metrics) with a fresh MaskGIT mask per step."""
+    m, mk = config.model, config.masking
+
+    def loss_fn(params: PyTree, batch: Mapping[str, jax.Array], rng: jax.Array):
+        tokens = batch["tokens"]
+        mask = training_mask(rng, tokens.shape[0], m.num_frames, (m.grid_height, m.grid_width),
+                             num_context_frames=mk.num_context_frames,
+                             full_mask_prob=mk.full_mask_prob)
+        out = model.apply(params, tokens, *control_inputs(batch, m.control), mask)
+        weights = changed_weights(tokens, config.loss.changed_weight)
+        visual = losses.masked_token_cross_entropy(out.logits, tokens, mask, weights)
+        done = losses.done_rmse(out.done, batch["done"])
+        metrics = {"visual_loss": visual, "done_rmse": done,
+                   "done_accuracy": losses.done_accuracy(out.done, batch["done"]),
+                   **losses.token_metrics(out.logits, tokens, mask)}
+        return losses.total_loss(visual, done, config.loss.done_weight), metrics
+
+    return loss_fn
+
+
+def make_step(config, model: WorldModel, tx, mesh):
+    """`step(state, batch) -> (state, metrics)`, data-parallel over `mesh`."""
+    return sharding.data_parallel_jit(make_train_step(make_loss_fn(config, model), tx), mesh)
+
+
+def make_eval_step(config, model: WorldModel):
+    """Jitted (params, batch) -> (greedy last-frame tokens [B, h, w], last-frame done [B]) with
+    the whole last frame masked: the first pass of `sampling.predict_next_frame`."""
+
+    @jax.jit
+    def eval_step(params: PyTree, batch: Mapping[str, jax.Array]):
+        tokens = batch["tokens"]
+        mask = jnp.zeros(tokens.shape, bool).at[:, -1].set(True)
+        out = model.apply(params, tokens, *control_inputs(batch, config.model.control), mask)
+        return losses.predicted_tokens(out.logits[:, -1]), out.done[:, -1]
+
+    return eval_step
+
+
+def evaluate(eval_step, params: PyTree, windows: Mapping[str, np.ndarray],
+             batch_size: int) -> dict[str, float]:
+    """One-step greedy metrics over fixed `windows` (trimmed to a multiple of `batch_size`)."""
+    n = len(windows["tokens"])
+    size = min(batch_size, n)
+    preds, dones = [], []
+    for i in range(0, n - n % size, size):
+        pred, done = eval_step(params, {k: v[i:i + size] for k, v in windows.items()})
+        preds.append(np.asarray(pred)), dones.append(np.asarray(done))
+    pred, done = np.concatenate(preds), np.concatenate(dones)
+    tokens, label = windows["tokens"][:len(pred)], windows["done"][:len(pred), -1]
+    target, previous = tokens[:, -1], tokens[:, -2]
+    changed = target != previous
+    return {"token_accuracy": float(np.mean(pred == target)),
+            "changed_token_accuracy": float(np.mean(pred[changed] == target[changed]))
+            if changed.any() else float("nan"),
+            "copy_accuracy": float(np.mean(previous == target)),
+            "changed_fraction": float(np.mean(changed)),
+            "done_auroc": losses.auroc(done, label),
+            "done_rmse": float(np.sqrt(np.mean(np.square(done - label)))),
+            "done_accuracy": float(np.mean((done >= 0.5) == (label > 0.5))),
+            "num_windows": float(len(pred))}
+
+
+def train_and_evaluate(config, workdir: str,
+                       episodes: Mapping[str, Sequence[data.Episode]]) -> TrainState:
+    """Trains to `config.num_steps` on episodes["train"] (resuming from `workdir`), evaluating on
+    episodes["held_out"]; writes `workdir/eval/metrics.json` at the end."""
+    m = config.model
+    mesh = sharding.data_mesh()
+    sharding.check_batch_size(config.input.batch_size, mesh)
+    check_resume_compatible(os.path.join(workdir, "checkpoints"), config)
+    model, tx = create_model(m), make_optimizer(config)
+    state = sharding.replicate(init_state(config, model, tx), mesh)
+    batch_fn = data.make_batch_fn(episodes["train"], batch_size=config.input.batch_size,
+                                  num_frames=m.num_frames, seed=config.seed, control=m.control,
+                                  pad_start=config.input.pad_start)
+    windows = data.fixed_windows(episodes["held_out"], num_windows=config.eval.num_windows,
+                                 num_frames=m.num_frames, control=m.control, seed=config.seed)
+    eval_step = make_eval_step(config, model)
+
+    def eval_fn(state: TrainState) -> dict[str, float]:
+        return evaluate(eval_step, state.params, windows, config.eval.batch_size)
+
+    state = train_loop(state, make_step(config, model, tx, mesh), batch_fn, workdir=workdir,
+                       num_steps=config.num_steps, log_every_steps=config.log_every_steps,
+                       checkpoint_every_steps=config.checkpoint_every_steps,
+                       desc=f"world_model:{m.control}", eval_fn=eval_fn,
+                       eval_every_steps=config.eval_every_steps,
+                       checkpoint_meta=model_fingerprint(config))
+    metrics = {**eval_fn(state), "step": int(state.step)}
+    os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
+    with open(os.path.join(workdir, "eval", "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2, sort_keys=True)
+    return state
+
+
+def restore_params(workdir: str, config) -> tuple[WorldModel, PyTree]:
+    """(model, params) of the newest checkpoint in `workdir`, checked against `config.model`."""
+    checkpoint_dir = os.path.join(workdir, "checkpoints")
+    check_resume_compatible(checkpoint_dir, config)
+    model, tx = create_model(config.model), make_optimizer(config)
+    with Checkpointer(checkpoint_dir) as ckpt:
+        state, _ = ckpt.restore(init_state(config, model, tx))
+    return model, state.params

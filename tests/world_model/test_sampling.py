@@ -1,0 +1,118 @@
+"""Next-frame MaskGIT decoding, rollouts under scan, the golden trajectory (Eq. 6), input checks."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from roboscape_jax.tokenizer.model import index_to_subcodes
+from roboscape_jax.world_model import losses, sampling
+from roboscape_jax.world_model.model import WorldModelConfig, WorldModelOutput
+
+KEY = jax.random.PRNGKey(0)
+
+
+def _context(model, batch=2):
+    c = model.config
+    tokens = jax.random.randint(KEY, (batch, c.num_frames - 1, c.grid_height, c.grid_width), 0,
+                                2**c.num_bits)
+    return tokens, jax.random.normal(jax.random.PRNGKey(1), (batch, c.num_frames, 7))
+
+
+def test_push_frame_by_hand():
+    window = jnp.array([[1, 2, 3]])
+    np.testing.assert_array_equal(sampling.push_frame(window, jnp.array([4])), [[2, 3, 4]])
+
+
+def test_predict_next_frame_jit_greedy_and_determinism(action_model):
+    model, params = action_model
+    tokens, actions = _context(model)
+    predict = jax.jit(lambda p, w, a, k, t: sampling.predict_next_frame(
+        p, model, w, a, k, num_steps=2, temperature=t), static_argnums=4)
+    frame, done = predict(params, tokens, actions, KEY, 0.0)
+    assert frame.shape == (2, 4, 2) and frame.dtype == jnp.int32 and done.shape == (2,)
+    np.testing.assert_array_equal(predict(params, tokens, actions, jax.random.PRNGKey(9), 0.0)[0],
+                                  frame)  # greedy: the key does not matter
+    one_step, _ = sampling.predict_next_frame(params, model, tokens, actions, KEY, num_steps=1)
+    window = jnp.concatenate([tokens, tokens[:, :1]], 1)
+    mask = jnp.zeros(window.shape, bool).at[:, -1].set(True)
+    out = model.apply(params, window, actions, None, mask)
+    np.testing.assert_array_equal(one_step, losses.predicted_tokens(out.logits[:, -1]))
+    sampled = predict(params, tokens, actions, KEY, 1.0)[0]
+    np.testing.assert_array_equal(sampled, predict(params, tokens, actions, KEY, 1.0)[0])
+    assert (predict(params, tokens, actions, jax.random.PRNGKey(5), 1.0)[0] != sampled).any()
+
+
+def test_rollout_matches_stepping_and_compiles_once(action_model):
+    model, params = action_model
+    tokens, _ = _context(model)
+    window = sampling.initial_window(tokens[:, 0], model)
+    controls = jax.random.normal(KEY, (2, 3, 7))
+    run = jax.jit(lambda p, w, c, k: sampling.rollout(p, model, w, c, k))
+    out = run(params, window, controls, KEY)
+    assert out.tokens.shape == (2, 3, 4, 2) and out.done.shape == (2, 3)
+    step_window = window
+    for i in range(3):
+        control = jnp.concatenate([step_window.actions, controls[:, i:i + 1]], 1)
+        frame, done = sampling.predict_next_frame(params, model, step_window.tokens, control, KEY)
+        np.testing.assert_array_equal(out.tokens[:, i], frame)
+        np.testing.assert_allclose(out.done[:, i], done, atol=1e-6)
+        step_window = sampling.Window(sampling.push_frame(step_window.tokens, frame),
+                                      sampling.push_frame(step_window.actions, controls[:, i]))
+    np.testing.assert_array_equal(out.window.tokens, step_window.tokens)
+    run(params, out.window, -controls, jax.random.PRNGKey(1))
+    assert run._cache_size() == 1
+
+
+def test_text_rollout(text_model):
+    model, params = text_model
+    tokens, _ = _context(model)
+    text, mask = jnp.ones((2, 5, 384)), jnp.array([[1, 1, 0, 0, 0]] * 2, bool)
+    out = sampling.rollout(params, model, sampling.initial_window(tokens[:, 0], model), text, KEY,
+                           horizon=2, control_mask=mask)
+    assert out.tokens.shape == (2, 2, 4, 2) and out.window.actions is None
+
+
+def test_bad_inputs_raise_clear_errors(action_model):
+    model, params = action_model
+    tokens, actions = _context(model)
+    with pytest.raises(ValueError, match="context frames"):
+        sampling.predict_next_frame(params, model, tokens[:, :1], actions, KEY)
+    with pytest.raises(ValueError, match=r"actions must be \[B, 3, 7\]"):
+        sampling.predict_next_frame(params, model, tokens, actions[..., :6], KEY)
+    with pytest.raises(ValueError, match="non-finite"):
+        sampling.predict_next_frame(params, model, tokens, actions.at[0, 0, 0].set(jnp.nan), KEY)
+    frame, done = sampling.predict_next_frame(params, model, tokens, 1e6 * actions, KEY)
+    assert np.isfinite(done).all() and (frame >= 0).all() and (frame < 64).all()
+
+
+class CounterModel(nn.Module):
+    """A stub world model: the next frame is the last one plus 1 everywhere, and done is 1 once
+    that value reaches `goal`."""
+
+    config: WorldModelConfig
+    goal: int = 3
+
+    def __call__(self, tokens, control, control_mask=None, token_mask=None):
+        nxt = tokens[:, -2] + 1  # [B, h, w]: the frame before the (masked) last one, plus 1
+        logits = 20.0 * jax.nn.one_hot(index_to_subcodes(nxt, self.config.num_bits, 2), 8)
+        logits = jnp.broadcast_to(logits[:, None], (*tokens.shape, 2, 8))
+        done_logit = jnp.broadcast_to(40.0 * (nxt[:, :1, 0] >= self.goal) - 20.0, tokens.shape[:2])
+        return WorldModelOutput(logits, jax.nn.sigmoid(done_logit), done_logit)
+
+
+def test_golden_trajectory_stops_at_first_done():
+    config = WorldModelConfig(control="text", num_bits=6, grid_height=4, grid_width=2,
+                              num_frames=3)
+    model = CounterModel(config)
+    first = jnp.stack([jnp.zeros((4, 2), jnp.int32), jnp.full((4, 2), 2, jnp.int32)])
+    text, mask = jnp.zeros((2, 4, 384)), jnp.ones((2, 4), bool)
+    goal = sampling.golden_trajectory({}, model, first, text, mask, KEY, horizon=8)
+    np.testing.assert_array_equal(goal.goal_index, [3, 1])  # 0 -> 1 -> 2 -> 3; 2 -> 3
+    np.testing.assert_array_equal(goal.reached, [True, True])
+    np.testing.assert_array_equal(goal.goal_tokens[:, 0, 0], [3, 3])
+    short = sampling.golden_trajectory({}, model, first, text, mask, KEY, horizon=2)
+    np.testing.assert_array_equal(short.reached, [False, True])
+    np.testing.assert_array_equal(short.goal_index, [2, 1])
+    np.testing.assert_array_equal(short.goal_tokens[:, 0, 0], [2, 3])

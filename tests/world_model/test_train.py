@@ -1,0 +1,102 @@
+"""World-model training: data windows, a 2-step debug run through the launcher's data path, exact
+resume, refusal to resume another model config, and a text-model step."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from experiments.configs.world_model import world_model_config
+from experiments.configs.world_model_run import get_config
+from experiments.train_world_model import load_episodes
+from roboscape_jax.utils import sharding
+from roboscape_jax.utils.metrics import read_jsonl
+from roboscape_jax.world_model import data, train
+
+
+def test_windows_pad_the_start_and_shift_actions():
+    episode = data.Episode(np.arange(4)[:, None, None] * np.ones((1, 2, 1), np.int32),
+                           np.arange(4)[:, None] * np.ones((1, 7), np.float32),
+                           np.array([0, 0, 1, 1], np.float32))
+    episodes, starts = data.window_index([episode], 3)
+    np.testing.assert_array_equal(starts, [-1, 0, 1])
+    window = data.make_window(episode, -1, 3)
+    np.testing.assert_array_equal(window["tokens"][:, 0, 0], [0, 0, 1])
+    np.testing.assert_array_equal(window["actions"][:, 0], [0, 0, 0])  # a_0 led into frame 1
+    np.testing.assert_array_equal(data.make_window(episode, 1, 3)["actions"][:, 0], [0, 1, 2])
+    batch_fn = data.make_batch_fn([episode], batch_size=4, num_frames=3, seed=0)
+    np.testing.assert_array_equal(batch_fn(7)["tokens"], batch_fn(7)["tokens"])
+    assert batch_fn(0)["tokens"].shape == (4, 3, 2, 1)
+
+
+@pytest.fixture(scope="module")
+def debug_setup():
+    config = get_config("debug")
+    return config.world_model, load_episodes(config)
+
+
+@pytest.fixture(scope="module")
+def debug_run(debug_setup, tmp_path_factory):
+    config, episodes = debug_setup
+    workdir = str(tmp_path_factory.mktemp("world_model_debug"))
+    return workdir, train.train_and_evaluate(config, workdir, episodes)
+
+
+def test_debug_run_logs_checkpoints_and_evaluates(debug_setup, debug_run):
+    config, _ = debug_setup
+    workdir, state = debug_run
+    assert int(state.step) == 2
+    rows = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2]
+    for name in ("visual_loss", "done_rmse", "token_accuracy", "changed_token_accuracy",
+                 "copy_accuracy", "grad_norm"):
+        assert np.isfinite(rows[0][name]), name
+    with open(os.path.join(workdir, "eval", "metrics.json")) as f:
+        metrics = json.load(f)
+    assert set(train.EVAL_METRICS) | {"done_auroc", "done_rmse"} <= set(metrics)
+    assert metrics["copy_accuracy"] > 0.5  # the synthetic blob moves at most one cell per step
+    _, params = train.restore_params(workdir, config)
+    leaves = zip(jax.tree.leaves(params), jax.tree.leaves(state.params), strict=True)
+    assert all(np.array_equal(a, b) for a, b in leaves)
+
+
+def test_resume_is_exact_and_refuses_another_model(debug_setup, debug_run, tmp_path):
+    config, episodes = debug_setup
+    one_step = world_model_config("debug")
+    one_step.num_steps = 1
+    train.train_and_evaluate(one_step, str(tmp_path), episodes)
+    resumed = train.train_and_evaluate(config, str(tmp_path), episodes)  # steps 1 -> 2
+    leaves = zip(jax.tree.leaves(resumed.params), jax.tree.leaves(debug_run[1].params), strict=True)
+    assert all(np.allclose(a, b, atol=1e-6) for a, b in leaves)
+    other = world_model_config("debug")
+    other.model.width = 16
+    with pytest.raises(ValueError, match=r"model\.width is 16 in the config but 32"):
+        train.train_and_evaluate(other, debug_run[0], episodes)
+
+
+def test_text_model_step(debug_setup):
+    _, episodes = debug_setup
+    config = world_model_config("debug", control="text")
+    model, tx = train.create_model(config.model), train.make_optimizer(config)
+    mesh = sharding.data_mesh()
+    state = sharding.replicate(train.init_state(config, model, tx), mesh)
+    batch_fn = data.make_batch_fn(episodes["train"], batch_size=4, num_frames=3, seed=0,
+                                  control="text")
+    batch = batch_fn(0)
+    assert batch["text"].shape == (4, 8, 384) and batch["text_mask"].shape == (4, 8)
+    state, metrics = train.make_step(config, model, tx, mesh)(state, batch)
+    assert int(state.step) == 1 and np.isfinite(float(metrics["loss"]))
+
+
+@pytest.mark.parametrize("variant", ["debug", "tiny", "base", "paper"])
+def test_config_variants_build_models(variant):
+    for control in ("action", "text"):
+        config = world_model_config(variant, control)
+        assert train.create_model(config.model).config.control == control
+    if variant == "tiny":  # the size of the 2-core prototype (1.8M params)
+        model, tx = train.create_model(config.model), train.make_optimizer(config)
+        state = jax.eval_shape(lambda: train.init_state(config, model, tx))
+        count = sum(p.size for p in jax.tree.leaves(state.params))
+        assert 1e6 < count < 3e6, count

@@ -1,0 +1,87 @@
+"""ST block and world model: shapes, parameter counts, causality in time, masking, remat."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from roboscape_jax.world_model.model import WorldModel, WorldModelConfig
+from roboscape_jax.world_model.transformer import STBlock
+from tests.world_model.conftest import TINY, random_inputs
+
+
+def test_st_block_parameter_count():
+    d = 32
+    x, control = jnp.zeros((1, 2, 8, d)), jnp.zeros((1, 2, 7, d))
+    params = STBlock(num_heads=2).init(jax.random.PRNGKey(0), x, control, jnp.ones((1, 2, 7), bool))
+    count = sum(p.size for p in jax.tree.leaves(params))
+    attention = 4 * d * d + 4 * d  # q, k, v, out kernels and biases
+    mlp = d * 4 * d + 4 * d + 4 * d * d + d
+    assert count == 3 * attention + 4 * 2 * d + mlp
+
+
+@pytest.mark.parametrize("control", ["action", "text"])
+def test_output_shapes(control, action_model, text_model):
+    model, params = action_model if control == "action" else text_model
+    c = model.config
+    tokens, control_input, control_mask = random_inputs(c, jax.random.PRNGKey(2))
+    out = model.apply(params, tokens, control_input, control_mask, jnp.zeros(tokens.shape, bool))
+    assert out.logits.shape == (2, c.num_frames, c.grid_height, c.grid_width, 2, 8)
+    assert out.done.shape == out.done_logit.shape == (2, c.num_frames)
+    assert np.all((out.done > 0) & (out.done < 1))
+
+
+def test_bad_shapes_raise(action_model):
+    model, params = action_model
+    tokens, actions, _ = random_inputs(model.config, jax.random.PRNGKey(2))
+    with pytest.raises(AssertionError):
+        model.apply(params, tokens, actions[..., :6])
+    with pytest.raises(AssertionError):
+        model.apply(params, tokens[:, :, :3], actions)
+    with pytest.raises(ValueError, match="control must be"):
+        WorldModelConfig(control="pixels")
+
+
+@pytest.mark.parametrize("control", ["action", "text"])
+def test_frame_t_does_not_see_later_frames(control, action_model, text_model):
+    model, params = action_model if control == "action" else text_model
+    tokens, control_input, control_mask = random_inputs(model.config, jax.random.PRNGKey(3))
+    out = model.apply(params, tokens, control_input, control_mask)
+    changed_tokens = tokens.at[:, 2].set((tokens[:, 2] + 1) % 64)
+    if control == "action":
+        control_input = control_input.at[:, 2].add(1.0)
+    changed = model.apply(params, changed_tokens, control_input, control_mask)
+    np.testing.assert_allclose(changed.logits[:, :2], out.logits[:, :2], atol=1e-5)
+    np.testing.assert_allclose(changed.done[:, :2], out.done[:, :2], atol=1e-6)
+    assert np.abs(changed.logits[:, 2] - out.logits[:, 2]).max() > 1e-3
+
+
+def test_masked_tokens_are_hidden_and_text_padding_is_ignored(action_model, text_model):
+    model, params = action_model
+    tokens, actions, _ = random_inputs(model.config, jax.random.PRNGKey(4))
+    mask = jnp.zeros(tokens.shape, bool).at[:, -1].set(True)
+    a = model.apply(params, tokens, actions, None, mask)
+    b = model.apply(params, tokens.at[:, -1].set(0), actions, None, mask)
+    np.testing.assert_allclose(a.logits, b.logits, atol=1e-6)
+    model, params = text_model
+    tokens, text, text_mask = random_inputs(model.config, jax.random.PRNGKey(4))
+    a = model.apply(params, tokens, text, text_mask)
+    b = model.apply(params, tokens, text.at[:, 3:].set(7.0), text_mask)  # only padding changed
+    np.testing.assert_allclose(a.logits, b.logits, atol=1e-5)
+
+
+def test_remat_gives_the_same_outputs(action_model):
+    model, params = action_model
+    remat = WorldModel(WorldModelConfig(**{**TINY, "remat": True}))
+    tokens, actions, _ = random_inputs(model.config, jax.random.PRNGKey(5))
+    np.testing.assert_allclose(remat.apply(params, tokens, actions).logits,
+                               model.apply(params, tokens, actions).logits, atol=1e-5)
+
+
+def test_shorter_window_is_accepted_longer_is_not(action_model):
+    model, params = action_model
+    tokens, actions, _ = random_inputs(model.config, jax.random.PRNGKey(6))
+    assert model.apply(params, tokens[:, :2], actions[:, :2]).logits.shape[1] == 2
+    longer = jnp.concatenate([tokens, tokens[:, :1]], 1)
+    with pytest.raises(ValueError, match="at most 3"):
+        model.apply(params, longer, jnp.concatenate([actions, actions[:, :1]], 1))
