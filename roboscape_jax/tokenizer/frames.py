@@ -26,7 +26,22 @@ class FrameSource(Protocol):
         """uint8 [len(indices), H, W, 3]."""
 
 
-class ArrayFrameSource:
+class _IndexedFrames:
+    """Frames in one array plus the index sets of the train and held-out splits."""
+
+    frames: np.ndarray
+    _split: dict[str, np.ndarray]
+
+    def split_indices(self, split: str) -> np.ndarray:
+        if split not in self._split:
+            raise ValueError(f"unknown split {split!r}; known: {sorted(self._split)}")
+        return self._split[split]
+
+    def get_batch(self, indices: np.ndarray) -> np.ndarray:
+        return self.frames[np.asarray(indices)]
+
+
+class ArrayFrameSource(_IndexedFrames):
     """Frames held in one uint8 array; the last `held_out_fraction` of them are held out.
 
     Frames usually come in episode order, so a contiguous tail keeps whole episodes out of training
@@ -47,16 +62,9 @@ class ArrayFrameSource:
         self._split = {"train": np.arange(len(frames) - num_held_out),
                        "held_out": np.arange(len(frames) - num_held_out, len(frames))}
 
-    def split_indices(self, split: str) -> np.ndarray:
-        if split not in self._split:
-            raise ValueError(f"unknown split {split!r}; known: {sorted(self._split)}")
-        return self._split[split]
-
-    def get_batch(self, indices: np.ndarray) -> np.ndarray:
-        return self.frames[np.asarray(indices)]
 
 
-class SplitFrameSource:
+class SplitFrameSource(_IndexedFrames):
     """Frames whose train / held-out split is given (e.g. the dataset's train and val splits)."""
 
     def __init__(self, train: np.ndarray, held_out: np.ndarray):
@@ -70,13 +78,6 @@ class SplitFrameSource:
         self._split = {"train": np.arange(len(train)),
                        "held_out": np.arange(len(train), len(self.frames))}
 
-    def split_indices(self, split: str) -> np.ndarray:
-        if split not in self._split:
-            raise ValueError(f"unknown split {split!r}; known: {sorted(self._split)}")
-        return self._split[split]
-
-    def get_batch(self, indices: np.ndarray) -> np.ndarray:
-        return self.frames[np.asarray(indices)]
 
 
 def load_frames_npz(path: str, key: str = "frames") -> np.ndarray:

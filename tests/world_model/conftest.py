@@ -13,11 +13,8 @@ TINY = dict(num_bits=6, num_factors=2, grid_height=4, grid_width=2, num_frames=3
 
 
 @pytest.fixture(scope="module", autouse=True)
-def fast_compiles():
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
+def _fast_compiles(fast_compiles):
     yield
-    jax.config.update("jax_disable_most_optimizations", previous)
 
 
 def random_inputs(config: WorldModelConfig, key, batch: int = 2, text_length: int = 5):
