@@ -185,8 +185,12 @@ def contact_sheet(
 def write_dataset_card(
     staging_dir: str, out_dir: str, *, split_info: dict, episodes_per_hour: float | None = None
 ) -> dict[str, Any]:
+    card_path = os.path.join(out_dir, "card.json")
+    if episodes_per_hour is None and os.path.exists(card_path):  # a rerun that collected nothing
+        with open(card_path) as f:
+            episodes_per_hour = json.load(f).get("episodes_per_hour")
     figures = {**card_figures(staging_dir, episodes_per_hour), "scene_split": split_info}
-    with open(os.path.join(out_dir, "card.json"), "w") as f:
+    with open(card_path, "w") as f:
         json.dump(figures, f, indent=2)
     lines = ["# RoboScape-ManiSkill dataset card", ""]
     for key in (

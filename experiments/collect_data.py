@@ -13,6 +13,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments.launch import parse_flags
 from roboscape_jax.utils.provenance import write_run_provenance
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Pipeline config file.", lock_config=True)
@@ -50,4 +51,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

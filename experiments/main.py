@@ -9,6 +9,7 @@ as missing with the issue that tracks them.
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments.launch import parse_flags
 from experiments.pipeline import Stage, run_pipeline
 from roboscape_jax.utils.provenance import write_run_provenance
 
@@ -81,7 +82,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments.launch import parse_flags
 from roboscape_jax.tokenizer.frames import ArrayFrameSource, load_frames_npz, synthetic_frames
 from roboscape_jax.tokenizer.train import train_and_evaluate
 from roboscape_jax.utils.provenance import write_run_provenance
@@ -50,4 +51,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -15,6 +15,7 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments.launch import parse_flags
 from roboscape_jax.utils.provenance import write_run_provenance
 from roboscape_jax.world_model import data
 from roboscape_jax.world_model.train import train_and_evaluate
@@ -54,4 +55,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
