@@ -27,6 +27,7 @@ from roboscape_jax.rl.losses import (
     normalize_advantages,
     ppo_loss,
 )
+from roboscape_jax.utils.config import dataclass_from_config
 
 Metrics = dict[str, jax.Array]
 _LOG_KEYS = ("returned_episode_returns", "returned_episode")
@@ -57,13 +58,7 @@ class PPOConfig:
     @classmethod
     def from_config(cls, config: "PPOConfig | Mapping[str, Any] | Any") -> "PPOConfig":
         """Accepts a PPOConfig, a dict or an ml_collections ConfigDict section."""
-        if isinstance(config, PPOConfig):
-            return config
-        values = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"Unknown PPO config fields: {sorted(unknown)}")
-        return cls(**values)
+        return dataclass_from_config(cls, config, "PPO")
 
 
 def num_updates(config: PPOConfig) -> int:

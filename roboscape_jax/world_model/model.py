@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from roboscape_jax.tokenizer.model import index_to_subcodes
+from roboscape_jax.utils.config import dataclass_from_config
 from roboscape_jax.world_model.transformer import STTransformer
 
 CONTROLS = ("action", "text")
@@ -73,13 +74,7 @@ class WorldModelConfig:
     @classmethod
     def from_config(cls, config: "WorldModelConfig | Mapping[str, Any]") -> "WorldModelConfig":
         """Accepts a WorldModelConfig, a dict or an ml_collections ConfigDict section."""
-        if isinstance(config, WorldModelConfig):
-            return config
-        values = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown world model config fields: {sorted(unknown)}")
-        return cls(**values)
+        return dataclass_from_config(cls, config, "world model")
 
 
 class WorldModelOutput(NamedTuple):
