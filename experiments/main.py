@@ -51,12 +51,26 @@ def tokenize_dataset(config, out_dir):
     return run_tokenize_dataset(config, out_dir)
 
 
+def train_world_models(config, out_dir):
+    from experiments.stages.world_model import run_train_world_models
+
+    return run_train_world_models(config, out_dir)
+
+
+def evaluate_world_models(config, out_dir):
+    from experiments.stages.world_model import run_evaluate_world_models
+
+    return run_evaluate_world_models(config, out_dir)
+
+
 STAGES = [
     Stage("simulator_check", simulator_check, ("simulator",)),
     Stage("collect_data", collect_data, ("data",)),
     Stage("train_tokenizer", train_tokenizer, ("data", "tokenizer")),
     Stage("tokenize_dataset", tokenize_dataset, ("data", "tokenizer")),
-    Stage("train_world_models", None, issue=5),
+    Stage("train_world_models", train_world_models, ("data", "tokenizer", "world_models")),
+    Stage("evaluate_world_models", evaluate_world_models,
+          ("data", "tokenizer", "world_models", "world_model_eval")),
     Stage("world_model_env", None, issue=6),
     Stage("sft", None, issue=7),
     Stage("ppo_world_model", None, issue=7),

@@ -5,6 +5,7 @@ python -m experiments.main --config=experiments/configs/base.py --workdir=runs/b
 
 from experiments.configs import common
 from experiments.configs.tokenizer import tokenizer_config
+from experiments.configs.world_model import world_model_config
 
 
 def get_config(arg: str | None = None):
@@ -17,6 +18,9 @@ def get_config(arg: str | None = None):
     config.tokenizer.input.update(frame_height=256, frame_width=128)  # two stacked 128px views
     config.data.scenes_per_split = 8
     config.data.episodes_per_task_scene = 50
+    for control in ("action", "text"):  # 256x128 frames / 8 = 32x16 tokens
+        config.world_models[control] = world_model_config("base", control)
+        config.world_models[control].model.update(grid_height=32, grid_width=16)
     config.log_every_steps = 50
     config.progress_every_s = 30.0
     return config

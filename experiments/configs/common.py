@@ -9,6 +9,7 @@ from __future__ import annotations
 import ml_collections
 
 from experiments.configs.tokenizer import tokenizer_config
+from experiments.configs.world_model import world_model_config
 
 # The four tasks of the paper (section 4.1); data_pipeline.scenes.TASKS holds the same names (the
 # configs do not import the simulator side).
@@ -63,6 +64,16 @@ def pipeline_config() -> ml_collections.ConfigDict:
     config.data.num_workers = 2  # collector processes
 
     config.tokenizer = tokenizer_config("tiny")
+
+    # The action and the text world model (issue 5) and their held-out evaluation.
+    config.world_models = ml_collections.ConfigDict(
+        dict(action=world_model_config("tiny", "action"), text=world_model_config("tiny", "text")))
+    config.world_model_eval = ml_collections.ConfigDict(dict(
+        horizon=8,  # open-loop rollout steps
+        starts_per_episode=1,  # rollout clips per held-out episode
+        golden_horizon=100,  # cap on the text model's golden trajectory (episodes: 60-110 steps)
+        batch_size=16, num_videos=6,
+        max_text_episodes=48))  # golden trajectories are long: a fixed subset per split
 
     config.checkpoint = ml_collections.ConfigDict()
     config.checkpoint.max_to_keep = 3

@@ -5,6 +5,7 @@ python -m experiments.main --config=experiments/configs/paper.py --workdir=gs://
 
 from experiments.configs import common
 from experiments.configs.tokenizer import tokenizer_config
+from experiments.configs.world_model import world_model_config
 
 
 def get_config(arg: str | None = None):
@@ -17,6 +18,8 @@ def get_config(arg: str | None = None):
     config.tokenizer.input.update(frame_height=256, frame_width=128)  # two stacked 128px views
     config.data.scenes_per_split = 40  # 80 scenes: 20 objects x 2 containers x 2 tables
     config.data.episodes_per_task_scene = 1000  # 500 optimal + 500 sub-optimal
+    for control in ("action", "text"):  # 256x128 frames / 16 = 16x8 tokens
+        config.world_models[control] = world_model_config("paper", control)
     config.log_every_steps = 100
     config.progress_every_s = 60.0
     return config

@@ -8,6 +8,7 @@
 
 from experiments.configs import common
 from experiments.configs.tokenizer import tokenizer_config
+from experiments.configs.world_model import world_model_config
 
 
 def get_config(arg: str | None = None):
@@ -22,4 +23,8 @@ def get_config(arg: str | None = None):
         config.data.scenes_per_split = 1
         config.data.episodes_per_task_scene = 1
         config.tokenizer = tokenizer_config("debug")
+        config.world_models.action = world_model_config("debug", "action")
+        config.world_models.text = world_model_config("debug", "text")
+        config.world_model_eval.update(horizon=2, starts_per_episode=1, golden_horizon=3,
+                                       batch_size=4, num_videos=1)
     return config

@@ -32,6 +32,8 @@ class Episode(NamedTuple):
     done: np.ndarray  # float32 [T_e], the success flag of frame t
     text: np.ndarray | None = None  # float32 [L, E] instruction token features (text model)
     text_mask: np.ndarray | None = None  # bool [L]
+    episode_id: str | None = None  # the dataset's episode id (the cache file's name)
+    task_id: int = -1  # index into data_pipeline.scenes.TASKS (-1: unknown)
 
 
 def window_index(episodes: Sequence[Episode], num_frames: int,
@@ -116,7 +118,9 @@ def load_token_cache(cache_dir: str) -> list[Episode]:
                                  "episode's actions and done flags beside its tokens")
             text = data["text"] if "text" in data.files else None
             mask = data["text_mask"] if "text_mask" in data.files else None
-            episodes.append(Episode(data["tokens"], data["actions"], data["done"], text, mask))
+            task = int(data["task_id"]) if "task_id" in data.files else -1
+            episodes.append(Episode(data["tokens"], data["actions"], data["done"], text, mask,
+                                    os.path.basename(path)[:-len(".npz")], task))
     return episodes
 
 

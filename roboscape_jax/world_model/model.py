@@ -54,6 +54,14 @@ class WorldModelConfig:
     action_hidden: int = 32  # per-dimension action MLP width
     text_dim: int = 384  # MiniLM-L6
     done_hidden: int = 64  # done head MLP(D -> done_hidden -> 1), as in the authors' code
+    # Per-dimension action normalisation (a - mean) / std, from the training data (Octo-style);
+    # () = none. Callers always pass raw actions.
+    action_mean: tuple[float, ...] = ()
+    action_std: tuple[float, ...] = ()
+    # Copy head: adds a learned, per-token gate to the logit of the previous frame's sub-code
+    # (a pointer to "no change"), so the model copies from the first step and spends its
+    # capacity on what moves. 0 disables it; the value is the gate's initial bias.
+    copy_bias_init: float = 0.0
     remat: bool = False
     dtype: str = "float32"  # compute dtype ("bfloat16" on accelerators)
 
@@ -65,6 +73,13 @@ class WorldModelConfig:
                              f"{self.num_factors} equal sub-codes")
         if self.width % self.num_heads:
             raise ValueError(f"width {self.width} is not divisible by {self.num_heads} heads")
+        for name in ("action_mean", "action_std"):
+            value = getattr(self, name)
+            if value and len(value) != self.action_dim:
+                raise ValueError(f"{name} has {len(value)} entries; action_dim is "
+                                 f"{self.action_dim}")
+        if self.action_std and min(self.action_std) <= 0:
+            raise ValueError(f"action_std must be positive, got {self.action_std}")
 
     @property
     def vocab_per_factor(self) -> int:
@@ -126,6 +141,10 @@ class WorldModel(nn.Module):
     def _control_tokens(self, control: jax.Array, control_mask: jax.Array | None):
         c = self.config
         if c.control == "action":
+            if c.action_mean:
+                control = control - jnp.asarray(c.action_mean, control.dtype)
+            if c.action_std:
+                control = control / jnp.asarray(c.action_std, control.dtype)
             tokens = ActionEncoder(c.width, c.action_hidden, c.num_frames)(control)
             return tokens, jnp.ones(tokens.shape[:3], bool)
         if control_mask is None:
@@ -143,6 +162,19 @@ class WorldModel(nn.Module):
         if token_mask is not None:
             x = jnp.where(token_mask[..., None], mask_embedding, x)
         return x.reshape(*tokens.shape[:2], -1, c.width)
+
+    def _copy_prior(self, x: jax.Array, tokens: jax.Array) -> jax.Array:
+        """[B, T, K, F, V_f]: gate(x) on the one-hot of frame t-1's sub-codes (zero for frame 0).
+        Frame t-1's tokens are always known when frame t is predicted (the context)."""
+        c = self.config
+        b, t = tokens.shape[:2]
+        gate = nn.Dense(c.num_factors, name="copy_gate",
+                        bias_init=nn.initializers.constant(c.copy_bias_init))(x)  # [B, T, K, F]
+        previous = index_to_subcodes(tokens[:, :-1].reshape(b, t - 1, -1), c.num_bits,
+                                     c.num_factors)  # [B, T-1, K, F]
+        one_hot = jax.nn.one_hot(previous, c.vocab_per_factor, dtype=jnp.float32)
+        one_hot = jnp.concatenate([jnp.zeros_like(one_hot[:, :1]), one_hot], axis=1)
+        return gate.astype(jnp.float32)[..., None] * one_hot
 
     @nn.compact
     def __call__(self, tokens: jax.Array, control: jax.Array, control_mask: jax.Array | None = None,
@@ -165,14 +197,22 @@ class WorldModel(nn.Module):
                           c.mlp_ratio, c.remat, jnp.dtype(c.dtype))(
             self._embed(tokens, token_mask), ctrl, ctrl_mask)  # [B, T, K, D]
         logits = nn.DenseGeneral((c.num_factors, c.vocab_per_factor), name="logits")(x)
-        logits = logits.astype(jnp.float32).reshape(
-            b, t, c.grid_height, c.grid_width, c.num_factors, c.vocab_per_factor)
+        logits = logits.astype(jnp.float32)
+        if c.copy_bias_init:
+            logits = logits + self._copy_prior(x, tokens)
+        logits = logits.reshape(b, t, c.grid_height, c.grid_width, c.num_factors,
+                                c.vocab_per_factor)
         h = nn.gelu(nn.Dense(c.done_hidden, name="done_hidden")(x.mean(axis=2)))
         done_logit = nn.Dense(1, name="done_out")(h)[..., 0].astype(jnp.float32)
         chex.assert_shape(done_logit, (b, t))
         return WorldModelOutput(logits, jax.nn.sigmoid(done_logit), done_logit)
 
 
-def create_model(model_config) -> WorldModel:
-    """The world model of a `config.model` section (experiments/configs/world_model.py)."""
-    return WorldModel(WorldModelConfig.from_config(model_config))
+def create_model(model_config, action_stats: Mapping[str, Any] | None = None) -> WorldModel:
+    """The world model of a `config.model` section (experiments/configs/world_model.py), with the
+    training data's action statistics {"mean": [A], "std": [A]} when given."""
+    config = WorldModelConfig.from_config(model_config)
+    if action_stats:
+        config = dataclasses.replace(config, action_mean=tuple(map(float, action_stats["mean"])),
+                                     action_std=tuple(map(float, action_stats["std"])))
+    return WorldModel(config)

@@ -29,8 +29,40 @@ from roboscape_jax.utils.training import TrainState, create_train_state, make_tr
 from roboscape_jax.world_model import data, losses
 from roboscape_jax.world_model.masking import training_mask
 from roboscape_jax.world_model.model import WorldModel, create_model
+from roboscape_jax.world_model.sampling import copy_penalised
 
 EVAL_METRICS = ("token_accuracy", "changed_token_accuracy", "copy_accuracy", "changed_fraction")
+ACTION_STATS_FILE = "action_stats.json"
+
+
+def action_statistics(episodes: Sequence[data.Episode], min_std: float = 1e-3) -> dict[str, list]:
+    """Per-dimension mean and std (floored at `min_std`) of every action of `episodes`."""
+    actions = np.concatenate([ep.actions for ep in episodes]).astype(np.float64)
+    return {"mean": actions.mean(0).tolist(),
+            "std": np.maximum(actions.std(0), min_std).tolist()}
+
+
+def load_or_write_action_stats(workdir: str, episodes: Sequence[data.Episode]) -> dict[str, list]:
+    """The run's action statistics: read from `workdir` when a previous run wrote them (so a
+    resumed model normalises exactly as before), else computed from `episodes` and written."""
+    path = os.path.join(workdir, ACTION_STATS_FILE)
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    stats = action_statistics(episodes)
+    os.makedirs(workdir, exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(stats, f, indent=2)
+    os.replace(path + ".tmp", path)
+    return stats
+
+
+def read_action_stats(workdir: str) -> dict[str, list] | None:
+    path = os.path.join(workdir, ACTION_STATS_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 def control_inputs(batch: Mapping[str, jax.Array], control: str):
@@ -85,7 +117,7 @@ def make_step(config, model: WorldModel, tx, mesh):
     return sharding.data_parallel_jit(make_train_step(make_loss_fn(config, model), tx), mesh)
 
 
-def make_eval_step(config, model: WorldModel):
+def make_eval_step(config, model: WorldModel, copy_penalty: float = 0.0):
     """Jitted (params, batch) -> (greedy last-frame tokens [B, h, w], last-frame done [B]) with
     the whole last frame masked: the first pass of `sampling.predict_next_frame`."""
 
@@ -94,13 +126,29 @@ def make_eval_step(config, model: WorldModel):
         tokens = batch["tokens"]
         mask = jnp.zeros(tokens.shape, bool).at[:, -1].set(True)
         out = model.apply(params, tokens, *control_inputs(batch, config.model.control), mask)
-        return losses.predicted_tokens(out.logits[:, -1]), out.done[:, -1]
+        b, _, h, w = tokens.shape
+        logits = out.logits[:, -1].reshape(b, h * w, *out.logits.shape[-2:])
+        logits = copy_penalised(logits, tokens[:, -2].reshape(b, h * w), model.config.num_bits,
+                                copy_penalty)
+        return losses.predicted_tokens(logits).reshape(b, h, w), out.done[:, -1]
 
     return eval_step
 
 
+def changed_bit_accuracy(pred: np.ndarray, target: np.ndarray, previous: np.ndarray,
+                         num_bits: int) -> float:
+    """Fraction of code bits predicted right on the tokens that change: partial credit that
+    full-code accuracy does not give (a code with most bits right decodes to a similar patch)."""
+    changed = target != previous
+    if not changed.any():
+        return float("nan")
+    shifts = np.arange(num_bits)
+    bits = lambda x: (x[changed][:, None] >> shifts) & 1  # noqa: E731
+    return float(np.mean(bits(pred) == bits(target)))
+
+
 def evaluate(eval_step, params: PyTree, windows: Mapping[str, np.ndarray],
-             batch_size: int) -> dict[str, float]:
+             batch_size: int, num_bits: int | None = None) -> dict[str, float]:
     """One-step greedy metrics over fixed `windows` (trimmed to a multiple of `batch_size`)."""
     n = len(windows["tokens"])
     size = min(batch_size, n)
@@ -117,6 +165,8 @@ def evaluate(eval_step, params: PyTree, windows: Mapping[str, np.ndarray],
             if changed.any() else float("nan"),
             "copy_accuracy": float(np.mean(previous == target)),
             "changed_fraction": float(np.mean(changed)),
+            **({"changed_bit_accuracy": changed_bit_accuracy(pred, target, previous, num_bits)}
+               if num_bits else {}),
             "done_auroc": losses.auroc(done, label),
             "done_rmse": float(np.sqrt(np.mean(np.square(done - label)))),
             "done_accuracy": float(np.mean((done >= 0.5) == (label > 0.5))),
@@ -131,7 +181,10 @@ def train_and_evaluate(config, workdir: str,
     mesh = sharding.data_mesh()
     sharding.check_batch_size(config.input.batch_size, mesh)
     check_resume_compatible(os.path.join(workdir, "checkpoints"), config)
-    model, tx = create_model(m), make_optimizer(config)
+    stats = None
+    if m.control == "action" and config.input.get("normalize_actions", False):
+        stats = load_or_write_action_stats(workdir, episodes["train"])
+    model, tx = create_model(m, stats), make_optimizer(config)
     state = sharding.replicate(init_state(config, model, tx), mesh)
     batch_fn = data.make_batch_fn(episodes["train"], batch_size=config.input.batch_size,
                                   num_frames=m.num_frames, seed=config.seed, control=m.control,
@@ -141,7 +194,7 @@ def train_and_evaluate(config, workdir: str,
     eval_step = make_eval_step(config, model)
 
     def eval_fn(state: TrainState) -> dict[str, float]:
-        return evaluate(eval_step, state.params, windows, config.eval.batch_size)
+        return evaluate(eval_step, state.params, windows, config.eval.batch_size, m.num_bits)
 
     state = train_loop(state, make_step(config, model, tx, mesh), batch_fn, workdir=workdir,
                        num_steps=config.num_steps, log_every_steps=config.log_every_steps,
@@ -160,7 +213,8 @@ def restore_params(workdir: str, config) -> tuple[WorldModel, PyTree]:
     """(model, params) of the newest checkpoint in `workdir`, checked against `config.model`."""
     checkpoint_dir = os.path.join(workdir, "checkpoints")
     check_resume_compatible(checkpoint_dir, config)
-    model, tx = create_model(config.model), make_optimizer(config)
+    model = create_model(config.model, read_action_stats(workdir))
+    tx = make_optimizer(config)
     with Checkpointer(checkpoint_dir) as ckpt:
         state, _ = ckpt.restore(init_state(config, model, tx))
     return model, state.params

@@ -1,4 +1,5 @@
-"""The tokenizer stages on the committed debug dataset: train, score IND and OOD, cache tokens."""
+"""The tokenizer and world-model stages on the committed debug dataset: train the tokenizer, score
+it IND and OOD, cache tokens, train both world models and run their held-out evaluation."""
 
 import json
 import os
@@ -8,6 +9,7 @@ import pytest
 
 from experiments.configs import tiny
 from experiments.stages import tokenizer as stages
+from experiments.stages import world_model as wm_stages
 from roboscape_jax.tokenizer.tokenize import load_tokens
 from tests.conftest import REPO_ROOT
 
@@ -45,3 +47,40 @@ def test_train_then_tokenize(workdir):
     assert np.array_equal(load_tokens(str(cache), episode_id), tokens)
     again = stages.run_tokenize_dataset(config, str(workdir / "tokenize_dataset"))
     assert again["ood"] == {"written": 0, "skipped": 4}
+
+
+def test_world_model_stages_train_and_evaluate(workdir):
+    config = tiny.get_config("debug")
+    if not (workdir / "tokenize_dataset" / "ood").exists():  # run alone: make the cache first
+        stages.run_train_tokenizer(config, str(workdir / "train_tokenizer"))
+        stages.run_tokenize_dataset(config, str(workdir / "tokenize_dataset"))
+    trained = wm_stages.run_train_world_models(config, str(workdir / "train_world_models"))
+    assert set(trained) == {"action", "text"}
+    assert trained["action"]["step"] == config.world_models.action.num_steps
+    stats_path = workdir / "train_world_models" / "action" / "action_stats.json"
+    stats = json.loads(stats_path.read_text())
+    assert len(stats["mean"]) == 7 and min(stats["std"]) > 0
+
+    results = wm_stages.run_evaluate_world_models(config, str(workdir / "evaluate_world_models"))
+    action = results["action"]
+    assert action["copy_penalty"] in config.world_models.action.sampling.copy_penalties
+    for split in ("val", "ood"):
+        one_step, open_loop = action[split]["one_step"], action[split]["open_loop"]
+        assert 0.0 <= one_step["token_accuracy"] <= 1.0
+        assert open_loop["horizon"] == config.world_model_eval.horizon
+        for name in ("model", "tokenized_copy", "raw_copy"):
+            assert 0.0 <= open_loop[f"{name}_lpips"] < 1.5 and open_loop[f"{name}_psnr"] > 0
+        control = action[split]["controllability"]
+        assert control["extreme_actions_finite"] == 1.0
+        assert 0.0 <= control["real_beats_negated_fraction"] <= 1.0
+    assert action["rollout_compiles"] == 1  # one compiled rollout served every batch and split
+    out = workdir / "evaluate_world_models"
+    assert list((out / "action" / "videos").glob("rollout_*.gif"))
+    assert (out / "text" / "goals_ood.png").exists()
+    text = results["text"]["ood"]
+    assert text["num_episodes"] == 4 and 0.0 <= text["goal_closer_than_initial_fraction"] <= 1.0
+    rewards = results["rewards"]["ood"]
+    assert rewards["num_episodes"] == 4
+    assert -1.0 <= rewards["rewards"]["oracle_dense_both"]["median_rho"] <= 1.0
+    assert (out / "rewards" / "curves_ood.png").exists()
+    assert "changed-token acc" in wm_stages.headline(results)

@@ -1,0 +1,229 @@
+"""Pipeline stages: train the action and text world models on the token cache, then evaluate them.
+
+Both models train on the in-domain `train` split; the in-domain `val` split picks every decode-time
+setting (the copy penalty); the out-of-domain `ood` split is the test, as are in-domain figures
+reported on `val` for comparison. Figures, plots and GIFs go to `<stage>/<control>/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from experiments.stages.tokenizer import dataset_dir
+from roboscape_jax.tokenizer import train as tok_train
+from roboscape_jax.world_model import data
+from roboscape_jax.world_model import evaluate as wm_eval
+from roboscape_jax.world_model import train as wm_train
+
+CONTROLS = ("action", "text")
+
+
+def _workdir(out_dir: str, stage: str) -> str:
+    return os.path.join(os.path.dirname(out_dir), stage)
+
+
+def load_cache(out_dir: str, split: str) -> list[data.Episode]:
+    """Token-cache episodes of `split` written by the tokenize_dataset stage of this workdir."""
+    return data.load_token_cache(os.path.join(_workdir(out_dir, "tokenize_dataset"), split))
+
+
+def run_train_world_models(config, out_dir: str) -> dict[str, Any]:
+    train, val = load_cache(out_dir, "train"), load_cache(out_dir, "val")
+    print(f"world models: {len(train)} train episodes, {len(val)} validation episodes", flush=True)
+    results = {}
+    for control in CONTROLS:
+        start = time.time()
+        wm_train.train_and_evaluate(config.world_models[control], os.path.join(out_dir, control),
+                                    {"train": train, "held_out": val})
+        with open(os.path.join(out_dir, control, "eval", "metrics.json")) as f:
+            results[control] = {**json.load(f), "wall_s": time.time() - start}
+        print(f"world model {control}: " + ", ".join(
+            f"{k}={v:.4g}" for k, v in results[control].items()), flush=True)
+    return results
+
+
+def evenly_spaced(items: list, num: int) -> list:
+    """At most `num` items, evenly spaced over `items` (all of them when there are fewer)."""
+    if len(items) <= num:
+        return list(items)
+    return [items[i] for i in np.linspace(0, len(items) - 1, num).round().astype(int)]
+
+
+def _frames(dataset: str, split: str, episodes: list[data.Episode]) -> dict[str, np.ndarray]:
+    from data_pipeline.dataset import DatasetEpisodes  # reads the TFDS dataset
+
+    source = DatasetEpisodes(dataset, split)
+    return {ep.episode_id: source.get_episode(ep.episode_id) for ep in episodes}
+
+
+def _context(config, out_dir: str, control: str) -> wm_eval.EvalContext:
+    wm = config.world_models[control]
+    model, params = wm_train.restore_params(
+        os.path.join(_workdir(out_dir, "train_world_models"), control), wm)
+    tok_model, tok_params = tok_train.restore_params(_workdir(out_dir, "train_tokenizer"),
+                                                     config.tokenizer)
+    return wm_eval.EvalContext(model, params, tok_model, tok_params,
+                               tok_train.load_lpips_params())
+
+
+def _write_json(path: str, payload: Any) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(payload, f, indent=2, sort_keys=True)
+    os.replace(path + ".tmp", path)
+
+
+def _one_step(config, ctx, episodes, penalty: float) -> dict[str, float]:
+    wm = config.world_models["action"]
+    windows = data.fixed_windows(episodes, num_windows=wm.eval.num_windows,
+                                 num_frames=wm.model.num_frames, seed=config.seed)
+    step = wm_train.make_eval_step(wm, ctx.model, penalty)
+    return wm_train.evaluate(step, ctx.params, windows, wm.eval.batch_size, wm.model.num_bits)
+
+
+def evaluate_action(config, out_dir: str, splits: dict[str, list[data.Episode]]) -> dict:
+    """One-step metrics per copy penalty (chosen on val), open-loop rollouts and
+    controllability on val and ood, the compile count, and GIFs of OOD rollouts."""
+    wm = config.world_models["action"]
+    ev = config.world_model_eval
+    ctx = _context(config, out_dir, "action")
+    out = os.path.join(out_dir, "action")
+    sweep = {p: _one_step(config, ctx, splits["val"], p) for p in wm.sampling.copy_penalties}
+    penalty = wm_eval.choose_copy_penalty(sweep)
+    report: dict[str, Any] = {"copy_penalty": penalty,
+                              "val_penalty_sweep": {str(p): m for p, m in sweep.items()}}
+    rollout_fn = wm_eval.make_rollout_fn(ctx, num_steps=wm.sampling.num_steps,
+                                         copy_penalty=penalty)
+    dataset = dataset_dir(out_dir)
+    for split in ("val", "ood"):
+        episodes = splits[split]
+        frames = _frames(dataset, split, episodes)
+        starts = wm_eval.rollout_starts(
+            episodes, frames, num_context=wm.model.num_frames - 1, horizon=ev.horizon,
+            starts_per_episode=ev.starts_per_episode, seed=config.seed)
+        open_loop, predicted = wm_eval.open_loop_metrics(ctx, rollout_fn, starts,
+                                                         batch_size=ev.batch_size)
+        stats = wm_train.read_action_stats(os.path.join(_workdir(out_dir, "train_world_models"),
+                                                        "action"))
+        action_range = np.max(np.abs(np.concatenate([ep.actions for ep in splits["train"]])), 0)
+        report[split] = {
+            "one_step": sweep[penalty] if split == "val" else _one_step(config, ctx, episodes,
+                                                                        penalty),
+            "one_step_no_penalty": _one_step(config, ctx, episodes, 0.0),
+            "open_loop": open_loop,
+            "controllability": wm_eval.controllability(ctx, rollout_fn, starts,
+                                                       action_range=action_range,
+                                                       batch_size=ev.batch_size),
+            "action_stats": stats,
+        }
+        if split == "ood":
+            wm_eval.write_rollout_gifs(os.path.join(out, "videos"), ctx, starts, predicted,
+                                       num=ev.num_videos)
+    report["rollout_compiles"] = int(rollout_fn._cache_size())
+    _write_json(os.path.join(out, "eval", "report.json"), report)
+    return report
+
+
+def evaluate_text(config, out_dir: str, splits: dict[str, list[data.Episode]]):
+    """Golden-trajectory goals of a fixed subset of val and ood episodes. Returns (report,
+    {split: (episodes, real frames, goal frames uint8 [N, H, W, 3])})."""
+    wm = config.world_models["text"]
+    ev = config.world_model_eval
+    ctx = _context(config, out_dir, "text")
+    report, goals = {}, {}
+    for split in ("val", "ood"):
+        episodes = evenly_spaced(splits[split], ev.max_text_episodes)
+        frames = _frames(dataset_dir(out_dir), split, episodes)
+        metrics, images = wm_eval.evaluate_text_model(
+            ctx, episodes, frames, horizon=ev.golden_horizon, tau=wm.sampling.done_threshold,
+            num_steps=wm.sampling.num_steps, batch_size=ev.batch_size)
+        report[split] = metrics
+        goals[split] = (episodes, frames, np.asarray(images["goal"]))
+        wm_eval.write_goal_grid(os.path.join(out_dir, "text", f"goals_{split}.png"), images,
+                                num=ev.num_videos)
+    _write_json(os.path.join(out_dir, "text", "eval", "report.json"), report)
+    return report, goals
+
+
+def reward_diagnostics(config, out_dir: str, goals) -> dict[str, Any]:
+    """Paper Fig. 3 at this scale: rewards along real successful expert episodes, their rank
+    correlation with time per reward type, view and task, and a PNG of a few curves."""
+    ctx = _context(config, out_dir, "action")
+    tau = config.world_models["action"].sampling.done_threshold
+    report: dict[str, Any] = {}
+    for split, (episodes, frames, goal) in goals.items():
+        rows = []
+        for i, ep in enumerate(episodes):
+            if ep.done[-1] < 0.5:  # only successful episodes have a meaningful final frame
+                continue
+            done = wm_eval.teacher_forced_done(ctx, ep)
+            curves = wm_eval.reward_curves(ctx, frames[ep.episode_id], goal[i], done, tau=tau)
+            rows.append((ep, curves))
+        rho = {name: [wm_eval.spearman(c[name]) for _, c in rows] for name in rows[0][1]}
+        summary = {}
+        for name, values in rho.items():
+            v = np.asarray(values, np.float64)
+            summary[name] = {"median_rho": float(np.nanmedian(v)),
+                             "fraction_rho_ge_0.7": float(np.nanmean(v >= 0.7)),
+                             "per_task_median_rho": {
+                                 str(task): float(np.nanmedian(v[[ep.task_id == task
+                                                                   for ep, _ in rows]]))
+                                 for task in sorted({ep.task_id for ep, _ in rows})}}
+        report[split] = {"num_episodes": len(rows), "rewards": summary}
+        wm_eval.plot_reward_curves(os.path.join(out_dir, "rewards", f"curves_{split}.png"),
+                                   rows[:4])
+    _write_json(os.path.join(out_dir, "rewards", "report.json"), report)
+    return report
+
+
+def run_evaluate_world_models(config, out_dir: str) -> dict[str, Any]:
+    splits = {s: load_cache(out_dir, s) for s in ("train", "val", "ood")}
+    start = time.time()
+    results = {"action": evaluate_action(config, out_dir, splits)}
+    results["action"]["wall_s"] = time.time() - start
+    start = time.time()
+    results["text"], goals = evaluate_text(config, out_dir, splits)
+    results["text"]["wall_s"] = time.time() - start
+    start = time.time()
+    results["rewards"] = reward_diagnostics(config, out_dir, goals)
+    results["rewards"]["wall_s"] = time.time() - start
+    print(headline(results), flush=True)
+    return results
+
+
+def headline(results: dict[str, Any]) -> str:
+    """The acceptance figures of issue 5 as a few lines."""
+    lines = []
+    a = results["action"]
+    for split in ("val", "ood"):
+        s, o, c = a[split]["one_step"], a[split]["open_loop"], a[split]["controllability"]
+        lines.append(
+            f"action {split}: token acc {s['token_accuracy']:.4f} (copy "
+            f"{s['copy_accuracy']:.4f}), changed-token acc {s['changed_token_accuracy']:.3f} (bits "
+            f"{s['changed_bit_accuracy']:.3f}), "
+            f"done AUROC {s['done_auroc']:.3f}; {int(o['horizon'])}-step LPIPS "
+            f"{o['model_lpips']:.4f} vs tokenized copy {o['tokenized_copy_lpips']:.4f} "
+            f"({100 * o['lpips_gain_vs_tokenized_copy']:.1f}% lower), raw copy "
+            f"{o['raw_copy_lpips']:.4f}; real beats negated actions in "
+            f"{100 * c['real_beats_negated_fraction']:.0f}% of clips")
+    for split in ("val", "ood"):
+        t = results["text"][split]
+        lines.append(f"text {split}: goal closer to the real final frame than the initial frame "
+                     f"in {100 * t['goal_closer_than_initial_fraction']:.0f}% of "
+                     f"{int(t['num_episodes'])} episodes (tokenized initial: "
+                     f"{100 * t['goal_closer_than_tokenized_initial_fraction']:.0f}%)")
+    for split in ("val", "ood"):
+        r = results["rewards"][split]["rewards"]
+        lines.append(f"reward rank correlation with progress, {split} (median rho, both views / "
+                     "third view): " + ", ".join(
+                         f"{name} {r[f'{name}_both']['median_rho']:.2f} / "
+                         f"{r[f'{name}_third']['median_rho']:.2f}"
+                         for name in ("oracle_dense", "world_model_dense", "world_model")))
+    lines.append(f"copy penalty (chosen on val): {a['copy_penalty']}; rollout compiles: "
+                 f"{a['rollout_compiles']}")
+    return "\n".join(lines)

@@ -1,0 +1,362 @@
+"""Held-out evaluation of the world models (issue 5): what moves, not what copies.
+
+  report = evaluate_action_model(ctx, episodes, frames, copy_penalty=1.0)
+  report = evaluate_text_model(ctx, episodes, frames)
+
+Only a few percent of tokens change per step, so every figure sits next to its copy baseline:
+  - one step, teacher-forced (`train.evaluate`): overall and changed-token accuracy vs copying;
+  - H-step open-loop rollouts with the real actions, decoded and scored against the real frames
+    (LPIPS, PSNR) next to the "tokenized copy" (decode the last context frame's tokens and repeat
+    it: the same tokenizer error floor) and the "raw copy" (repeat the last real frame);
+  - controllability (paper supplement 8.3): the same start under the real, the negated and zero
+    motion gives different frames, the real actions match the real frames better than the negated
+    ones do, and extreme or random actions (10x the data's range) give finite, non-flat frames;
+  - the text model's golden-trajectory goal (Eq. 6) against the episode's real final frame.
+`frames` maps an episode id to its real two-view frames (uint8 [T, H, W, 3]).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Callable, Mapping, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from roboscape_jax.tokenizer import api
+from roboscape_jax.tokenizer.evaluate import frame_metrics
+from roboscape_jax.tokenizer.model import FrameTokenizer
+from roboscape_jax.types import PyTree
+from roboscape_jax.world_model import sampling
+from roboscape_jax.world_model.data import Episode
+from roboscape_jax.world_model.model import WorldModel
+
+
+class EvalContext(NamedTuple):
+    """Everything a world-model evaluation reads: the model, the tokenizer and LPIPS."""
+
+    model: WorldModel
+    params: PyTree
+    tokenizer: FrameTokenizer
+    tokenizer_params: PyTree
+    lpips_params: PyTree
+
+
+class RolloutStarts(NamedTuple):
+    """Open-loop evaluation clips: context, the real future and its actions."""
+
+    window: sampling.Window  # tokens [N, C, h, w], actions [N, C, A]
+    actions: np.ndarray  # float32 [N, H, A], applied at each rollout step
+    real: np.ndarray  # uint8 [N, H, H_img, W_img, 3], the real frames after each action
+    last_real: np.ndarray  # uint8 [N, H_img, W_img, 3], the last real context frame
+    episode_ids: list[str]
+
+
+def rollout_starts(episodes: Sequence[Episode], frames: Mapping[str, np.ndarray], *,
+                   num_context: int, horizon: int, starts_per_episode: int = 2,
+                   seed: int = 0) -> RolloutStarts:
+    """Clips of `horizon` real steps after `num_context` real frames, up to `starts_per_episode`
+    per episode at seeded random positions. Raises ValueError when no episode is long enough."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for ep in episodes:
+        last_start = len(ep.tokens) - horizon - num_context
+        if last_start < 0:
+            continue
+        picks = rng.choice(last_start + 1, min(starts_per_episode, last_start + 1), replace=False)
+        for s in sorted(picks):
+            t = s + num_context - 1  # the last context frame
+            actions_in = ep.actions[s - 1:t] if s > 0 else np.concatenate(
+                [np.zeros((1, ep.actions.shape[1]), np.float32), ep.actions[:t]])
+            rows.append((ep.tokens[s:t + 1], actions_in, ep.actions[t:t + horizon],
+                         frames[ep.episode_id][t + 1:t + 1 + horizon],
+                         frames[ep.episode_id][t], ep.episode_id))
+    if not rows:
+        raise ValueError(f"no episode has {num_context + horizon} frames for a {horizon}-step "
+                         "rollout")
+    tokens, ctx_actions, actions, real, last, ids = zip(*rows, strict=True)
+    window = sampling.Window(jnp.asarray(np.stack(tokens), jnp.int32),
+                             jnp.asarray(np.stack(ctx_actions), jnp.float32))
+    return RolloutStarts(window, np.stack(actions).astype(np.float32), np.stack(real),
+                         np.stack(last), list(ids))
+
+
+def decode_frames(ctx: EvalContext, tokens: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """int [..., h, w] tokens -> float32 [..., H, W, 3] frames in [0, 1]."""
+    lead, grid = tokens.shape[:-2], tokens.shape[-2:]
+    flat = np.asarray(tokens).reshape(-1, *grid)
+    out = [np.asarray(api.decode(ctx.tokenizer_params, flat[i:i + batch_size],
+                                 model=ctx.tokenizer))
+           for i in range(0, len(flat), batch_size)]
+    out = np.concatenate(out)
+    return out.reshape(*lead, *out.shape[1:])
+
+
+def score_frames(ctx: EvalContext, predicted: np.ndarray, real: np.ndarray,
+                 batch_size: int = 64) -> dict[str, np.ndarray]:
+    """Per-frame LPIPS and PSNR of float [0, 1] `predicted` against uint8 `real`, any leading
+    shape [...]: {name: [...]}."""
+    lead = predicted.shape[:-3]
+    p = predicted.reshape(-1, *predicted.shape[-3:]).astype(np.float32)
+    r = real.reshape(-1, *real.shape[-3:]).astype(np.float32) / 255.0
+    scores: dict[str, list] = {"lpips": [], "psnr": []}
+    for i in range(0, len(p), batch_size):
+        m = frame_metrics(jnp.asarray(r[i:i + batch_size]), jnp.asarray(p[i:i + batch_size]),
+                          ctx.lpips_params)
+        for k in scores:
+            scores[k].append(np.asarray(m[k]))
+    return {k: np.concatenate(v).reshape(lead) for k, v in scores.items()}
+
+
+def make_rollout_fn(ctx: EvalContext, *, num_steps: int, copy_penalty: float) -> Callable:
+    """A jitted (window, actions [B, H, A], key) -> Rollout for the action model; one compile
+    serves every batch of the same shape (`rollout_fn._cache_size()` counts them)."""
+
+    @jax.jit
+    def rollout_fn(window: sampling.Window, actions: jax.Array, key: jax.Array):
+        return sampling.rollout(ctx.params, ctx.model, window, actions, key,
+                                num_steps=num_steps, copy_penalty=copy_penalty)
+
+    return rollout_fn
+
+
+def _batched_rollouts(rollout_fn, starts: RolloutStarts, actions: np.ndarray,
+                      batch_size: int) -> np.ndarray:
+    """Predicted tokens [N, H, h, w] for every start (the last batch padded, then trimmed)."""
+    n, out = len(actions), []
+    for i in range(0, n, batch_size):
+        idx = np.arange(i, i + batch_size) % n  # pad by wrapping: static shapes, one compile
+        window = jax.tree.map(lambda x, idx=idx: x[idx], starts.window)
+        out.append(np.asarray(rollout_fn(window, jnp.asarray(actions[idx]),
+                                         jax.random.PRNGKey(0)).tokens)[:min(batch_size, n - i)])
+    return np.concatenate(out)
+
+
+def open_loop_metrics(ctx: EvalContext, rollout_fn, starts: RolloutStarts, *,
+                      batch_size: int = 16) -> tuple[dict[str, float], np.ndarray]:
+    """Mean LPIPS/PSNR of the H-step rollouts with the real actions and of both copy baselines,
+    per step and over all steps. Returns (metrics, predicted frames [N, H, H_img, W_img, 3])."""
+    horizon = starts.actions.shape[1]
+    predicted = decode_frames(ctx, _batched_rollouts(rollout_fn, starts, starts.actions,
+                                                     batch_size))
+    tokenized_last = decode_frames(ctx, np.asarray(starts.window.tokens[:, -1]))
+    baselines = {"model": predicted,
+                 "tokenized_copy": np.repeat(tokenized_last[:, None], horizon, 1),
+                 "raw_copy": np.repeat(starts.last_real[:, None].astype(np.float32) / 255.0,
+                                       horizon, 1)}
+    metrics: dict[str, float] = {"num_clips": float(len(predicted)), "horizon": float(horizon)}
+    for name, frames_ in baselines.items():
+        scores = score_frames(ctx, frames_, starts.real)
+        for k, v in scores.items():
+            metrics[f"{name}_{k}"] = float(v.mean())
+            metrics[f"{name}_{k}_last_step"] = float(v[:, -1].mean())
+    metrics["lpips_gain_vs_tokenized_copy"] = (
+        1.0 - metrics["model_lpips"] / metrics["tokenized_copy_lpips"])
+    return metrics, predicted
+
+
+def controllability(ctx: EvalContext, rollout_fn, starts: RolloutStarts, *,
+                    action_range: np.ndarray, batch_size: int = 16,
+                    seed: int = 0) -> dict[str, float]:
+    """Supplement 8.3 at this scale (module docstring). `action_range` [A] is the data's max |a|
+    per dimension; the extreme actions are uniform in 10x that range."""
+    real = starts.actions
+    negated = real.copy()
+    negated[..., :6] *= -1.0  # reverse the arm's motion, keep the gripper command
+    zero = real.copy()
+    zero[..., :6] = 0.0
+    rng = np.random.default_rng(seed)
+    extreme = (rng.uniform(-10, 10, real.shape) * action_range).astype(np.float32)
+    runs = {name: decode_frames(ctx, _batched_rollouts(rollout_fn, starts, a, batch_size))
+            for name, a in (("real", real), ("negated", negated), ("zero", zero),
+                            ("extreme", extreme))}
+    lp = {name: score_frames(ctx, f, starts.real)["lpips"][:, -1] for name, f in runs.items()}
+    last = {name: f[:, -1] for name, f in runs.items()}
+    differs = lambda a, b: float(np.mean(np.abs(last[a] - last[b]).mean((1, 2, 3)) > 1e-3))  # noqa
+    flat = float(np.mean(runs["extreme"].std(axis=(-3, -2, -1)) < 0.02))
+    return {
+        "real_beats_negated_fraction": float(np.mean(lp["real"] < lp["negated"])),
+        "real_beats_zero_fraction": float(np.mean(lp["real"] < lp["zero"])),
+        "lpips_real_actions": float(lp["real"].mean()),
+        "lpips_negated_actions": float(lp["negated"].mean()),
+        "lpips_zero_motion": float(lp["zero"].mean()),
+        "real_vs_negated_differ_fraction": differs("real", "negated"),
+        "real_vs_zero_differ_fraction": differs("real", "zero"),
+        "extreme_actions_finite": float(np.isfinite(runs["extreme"]).all()),
+        "extreme_actions_flat_fraction": flat,
+        "extreme_actions_lpips": float(lp["extreme"].mean()),
+    }
+
+
+def choose_copy_penalty(results: Mapping[float, Mapping[str, float]]) -> float:
+    """The validation-split choice: the penalty with the best changed-token accuracy among those
+    whose overall accuracy stays at or above copying (the smallest penalty if none does)."""
+    ok = [p for p, m in results.items() if m["token_accuracy"] >= m["copy_accuracy"]]
+    if not ok:
+        return min(results)
+    return max(ok, key=lambda p: results[p]["changed_token_accuracy"])
+
+
+def evaluate_text_model(ctx: EvalContext, episodes: Sequence[Episode],
+                        frames: Mapping[str, np.ndarray], *, horizon: int, tau: float,
+                        num_steps: int, batch_size: int = 16) -> tuple[dict[str, float], dict]:
+    """Eq. (6) goals for each episode's first frame and instruction, scored by LPIPS against the
+    real final frame next to the real and the tokenized initial frame. Returns (metrics,
+    {"goal": uint8 frames [N, ...], "final": ..., "first": ..., "goal_index": [N]})."""
+    firsts = np.stack([ep.tokens[0] for ep in episodes])
+    text = np.stack([ep.text for ep in episodes]).astype(np.float32)
+    mask = np.stack([ep.text_mask for ep in episodes])
+    goal_tokens, goal_index, reached = [], [], []
+    n = len(episodes)
+    for i in range(0, n, batch_size):
+        idx = np.arange(i, i + batch_size) % n
+        g = sampling.golden_trajectory(ctx.params, ctx.model, jnp.asarray(firsts[idx]),
+                                       jnp.asarray(text[idx]), jnp.asarray(mask[idx]),
+                                       jax.random.PRNGKey(0), horizon=horizon, tau=tau,
+                                       num_steps=num_steps)
+        k = min(batch_size, n - i)
+        goal_tokens.append(np.asarray(g.goal_tokens)[:k])
+        goal_index.append(np.asarray(g.goal_index)[:k])
+        reached.append(np.asarray(g.reached)[:k])
+    goal = decode_frames(ctx, np.concatenate(goal_tokens))
+    final = np.stack([frames[ep.episode_id][-1] for ep in episodes])
+    first = np.stack([frames[ep.episode_id][0] for ep in episodes])
+    first_tok = decode_frames(ctx, firsts)
+    lp_goal = score_frames(ctx, goal, final)["lpips"]
+    lp_first = score_frames(ctx, first.astype(np.float32) / 255.0, final)["lpips"]
+    lp_first_tok = score_frames(ctx, first_tok, final)["lpips"]
+    index = np.concatenate(goal_index)
+    metrics = {
+        "num_episodes": float(n),
+        "goal_closer_than_initial_fraction": float(np.mean(lp_goal < lp_first)),
+        "goal_closer_than_tokenized_initial_fraction": float(np.mean(lp_goal < lp_first_tok)),
+        "lpips_goal_to_final": float(lp_goal.mean()),
+        "lpips_initial_to_final": float(lp_first.mean()),
+        "lpips_tokenized_initial_to_final": float(lp_first_tok.mean()),
+        "done_reached_fraction": float(np.concatenate(reached).mean()),
+        "goal_index_mean": float(index.mean()),
+        "real_length_mean": float(np.mean([len(ep.tokens) for ep in episodes])),
+    }
+    images = {"goal": api.to_uint8(goal), "final": final, "first": first, "goal_index": index}
+    return metrics, images
+
+
+def _to_uint8(frames: np.ndarray) -> np.ndarray:
+    if frames.dtype == np.uint8:
+        return frames
+    return np.round(np.clip(frames, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def write_rollout_gifs(out_dir: str, ctx: EvalContext, starts: RolloutStarts,
+                       predicted: np.ndarray, num: int, fps: int = 4) -> list[str]:
+    """GIFs of the first `num` clips: real | world model | tokenized copy, side by side."""
+    import imageio.v2 as imageio
+
+    os.makedirs(out_dir, exist_ok=True)
+    copy = decode_frames(ctx, np.asarray(starts.window.tokens[:num, -1]))
+    paths = []
+    for i in range(min(num, len(predicted))):
+        gap = np.full((predicted.shape[2], 2, 3), 255, np.uint8)
+        frames = [np.concatenate([starts.real[i, t], gap, _to_uint8(predicted[i, t]), gap,
+                                  _to_uint8(copy[i])], axis=1)
+                  for t in range(predicted.shape[1])]
+        path = os.path.join(out_dir, f"rollout_{i:02d}_{starts.episode_ids[i]}.gif")
+        imageio.mimsave(path, frames, duration=1000 / fps, loop=0)
+        paths.append(path)
+    return paths
+
+
+def write_goal_grid(path: str, images: Mapping[str, np.ndarray], num: int) -> None:
+    """A PNG whose rows are episodes: first frame | generated goal | real final frame."""
+    import imageio.v2 as imageio
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    rows = []
+    for i in range(min(num, len(images["goal"]))):
+        cells = [_to_uint8(np.asarray(images[k][i])) for k in ("first", "goal", "final")]
+        gap = np.full((cells[0].shape[0], 2, 3), 255, np.uint8)
+        rows.append(np.concatenate([cells[0], gap, cells[1], gap, cells[2]], axis=1))
+        rows.append(np.full((2, rows[-1].shape[1], 3), 255, np.uint8))
+    imageio.imwrite(path, np.concatenate(rows[:-1]))
+
+
+def teacher_forced_done(ctx: EvalContext, episode: Episode, batch_size: int = 64) -> np.ndarray:
+    """The action model's done probability [T] of every real frame of `episode`, each read from
+    the window of real frames (and actions) that ends there (`data.py` padding at the start)."""
+    from roboscape_jax.world_model.data import make_window
+
+    t_frames = ctx.model.config.num_frames
+    windows = [make_window(episode, t - t_frames + 1, t_frames) for t in range(len(episode.tokens))]
+    out = []
+    for i in range(0, len(windows), batch_size):
+        chunk = windows[i:i + batch_size]
+        tokens = jnp.asarray(np.stack([w["tokens"] for w in chunk]))
+        actions = jnp.asarray(np.stack([w["actions"] for w in chunk]))
+        out.append(np.asarray(_done_of_last(ctx.params, ctx.model, tokens, actions)))
+    return np.concatenate(out)
+
+
+@functools.partial(jax.jit, static_argnames="model")
+def _done_of_last(params: PyTree, model: WorldModel, tokens: jax.Array,
+                  actions: jax.Array) -> jax.Array:
+    return model.apply(params, tokens, actions).done[:, -1]
+
+
+def spearman(values: np.ndarray) -> float:
+    """Rank correlation of a reward curve [T] with time (progress); nan for a constant curve."""
+    from scipy.stats import spearmanr
+
+    if np.ptp(values) == 0:
+        return float("nan")
+    return float(spearmanr(np.arange(len(values)), values).statistic)
+
+
+def reward_curves(ctx: EvalContext, frames: np.ndarray, goal: np.ndarray,
+                  done: np.ndarray | None = None, *, sparse_bonus: float = 10.0,
+                  tau: float = 0.9) -> dict[str, np.ndarray]:
+    """Rewards along one real episode (frames uint8 [T, H, W, 3]) with the dense term read on both
+    views and on the third view only: the oracle uses the episode's real final frame as the goal;
+    the world-model reward uses `goal` (uint8 [H, W, 3], from the text model) plus, with `done`,
+    the sparse term c * [done >= tau] (Eqs. 5-8)."""
+    t = len(frames)
+    curves = {}
+    for views, rows in (("both", slice(None)), ("third", slice(0, frames.shape[1] // 2))):
+        f = frames[:, rows].astype(np.float32) / 255.0
+        for name, target in (("oracle", frames[-1]), ("world_model", goal)):
+            target = np.repeat(target[None, rows].astype(np.float32) / 255.0, t, 0)
+            lp = np.concatenate([np.asarray(frame_metrics(jnp.asarray(f[i:i + 64]),
+                                                          jnp.asarray(target[i:i + 64]),
+                                                          ctx.lpips_params)["lpips"])
+                                 for i in range(0, t, 64)])
+            curves[f"{name}_dense_{views}"] = 1.0 - lp
+    if done is not None:
+        sparse = sparse_bonus * (done >= tau)
+        for views in ("both", "third"):
+            curves[f"world_model_{views}"] = curves[f"world_model_dense_{views}"] + sparse
+    return curves
+
+
+def plot_reward_curves(path: str, rows: Sequence[tuple[Episode, Mapping[str, np.ndarray]]]) -> None:
+    """One panel per episode: every reward curve, min-max scaled, against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig, axes = plt.subplots(1, max(1, len(rows)), figsize=(4 * max(1, len(rows)), 3),
+                             squeeze=False)
+    for ax, (ep, curves) in zip(axes[0], rows, strict=False):
+        for name, curve in curves.items():
+            span = np.ptp(curve)
+            scaled = (curve - curve.min()) / span if span else np.zeros_like(curve)
+            ax.plot(scaled, label=f"{name} (rho {spearman(curve):.2f})", lw=1)
+        ax.set_title(ep.episode_id or "episode", fontsize=7)
+        ax.set_xlabel("step")
+    axes[0][0].set_ylabel("reward (min-max scaled)")
+    axes[0][-1].legend(fontsize=5, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

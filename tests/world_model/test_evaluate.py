@@ -1,0 +1,84 @@
+"""Decode-time copy penalty, action normalisation and the evaluation helpers' bookkeeping."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from roboscape_jax.world_model import evaluate as wm_eval
+from roboscape_jax.world_model import train as wm_train
+from roboscape_jax.world_model.data import Episode
+from roboscape_jax.world_model.model import WorldModel, WorldModelConfig, create_model
+from roboscape_jax.world_model.sampling import copy_penalised
+from tests.world_model.conftest import TINY, random_inputs
+
+
+def test_copy_penalty_moves_the_argmax_off_the_previous_code_only_when_asked():
+    logits = jnp.zeros((1, 2, 2, 8)).at[..., 3].set(1.0)  # every factor prefers sub-code 3
+    previous = jnp.asarray([[3 + 3 * 8, 0]])  # position 0 was (3, 3); position 1 was (0, 0)
+    assert jnp.array_equal(copy_penalised(logits, previous, 6, 0.0), logits)
+    out = copy_penalised(logits, previous, 6, 2.0)
+    assert jnp.all(jnp.argmax(out[0, 0], -1) != 3)  # the copy lost to the next-best code
+    assert jnp.all(jnp.argmax(out[0, 1], -1) == 3)  # no copy at stake: unchanged argmax
+    assert float(out[0, 1, 0, 0]) == -2.0
+
+
+def test_action_normalisation_equals_feeding_normalised_actions():
+    config = WorldModelConfig(control="action", **TINY)
+    mean, std = tuple(np.linspace(-0.1, 0.1, 7)), tuple(np.linspace(0.02, 1.0, 7))
+    plain, normed = WorldModel(config), WorldModel(
+        dataclasses.replace(config, action_mean=mean, action_std=std))
+    tokens, actions, _ = random_inputs(config, jax.random.PRNGKey(0))
+    params = plain.init(jax.random.PRNGKey(1), tokens, actions)
+    expected = plain.apply(params, tokens, (actions - jnp.asarray(mean)) / jnp.asarray(std))
+    got = normed.apply(params, tokens, actions)
+    np.testing.assert_allclose(got.logits, expected.logits, atol=1e-5)
+    with pytest.raises(ValueError, match="action_std must be positive"):
+        dataclasses.replace(config, action_mean=mean, action_std=(0.0,) * 7)
+    with pytest.raises(ValueError, match="action_mean has 2 entries"):
+        dataclasses.replace(config, action_mean=(0.0, 1.0))
+
+
+def test_action_stats_are_written_once_and_reused_on_resume(tmp_path):
+    rng = np.random.default_rng(0)
+    first = [Episode(np.zeros((5, 4, 2), np.int32), rng.normal(size=(5, 7)).astype(np.float32),
+                     np.zeros(5, np.float32))]
+    stats = wm_train.load_or_write_action_stats(str(tmp_path), first)
+    np.testing.assert_allclose(stats["std"], first[0].actions.std(0), rtol=1e-5)
+    other = [first[0]._replace(actions=first[0].actions * 10)]
+    assert wm_train.load_or_write_action_stats(str(tmp_path), other) == stats
+    model = create_model(dict(TINY, control="action"), wm_train.read_action_stats(str(tmp_path)))
+    assert model.config.action_std == tuple(stats["std"])
+
+
+def test_rollout_starts_align_context_actions_and_real_future():
+    t, h, w = 12, 4, 2
+    tokens = np.arange(t)[:, None, None] * np.ones((1, h, w), np.int32)  # frame i holds i
+    actions = np.arange(t, dtype=np.float32)[:, None] * np.ones((1, 7), np.float32)  # a_i = i
+    frames = {"ep": np.arange(t, dtype=np.uint8)[:, None, None, None] * np.ones((1, 8, 4, 3),
+                                                                                np.uint8)}
+    episode = Episode(tokens.astype(np.int32), actions, np.zeros(t, np.float32), episode_id="ep")
+    starts = wm_eval.rollout_starts([episode], frames, num_context=3, horizon=4,
+                                    starts_per_episode=5, seed=0)
+    for i in range(len(starts.actions)):
+        last = int(starts.window.tokens[i, -1, 0, 0])  # the last context frame's index
+        assert list(np.asarray(starts.window.tokens[i, :, 0, 0])) == [last - 2, last - 1, last]
+        # actions[t] led into frame t + 1: the context frames' actions, then the future ones
+        assert list(np.asarray(starts.window.actions[i, :, 0])) == [max(last - 3, 0), last - 2,
+                                                                   last - 1]
+        assert list(starts.actions[i, :, 0]) == [last, last + 1, last + 2, last + 3]
+        assert list(starts.real[i, :, 0, 0, 0]) == [last + 1, last + 2, last + 3, last + 4]
+        assert starts.last_real[i, 0, 0, 0] == last
+    with pytest.raises(ValueError, match="no episode has 13 frames"):
+        wm_eval.rollout_starts([episode], frames, num_context=3, horizon=10)
+
+
+def test_choose_copy_penalty_keeps_overall_accuracy_at_or_above_copying():
+    sweep = {0.0: dict(token_accuracy=0.60, copy_accuracy=0.55, changed_token_accuracy=0.2),
+             1.0: dict(token_accuracy=0.58, copy_accuracy=0.55, changed_token_accuracy=0.3),
+             2.0: dict(token_accuracy=0.50, copy_accuracy=0.55, changed_token_accuracy=0.4)}
+    assert wm_eval.choose_copy_penalty(sweep) == 1.0
+    worse = {p: dict(m, copy_accuracy=0.9) for p, m in sweep.items()}
+    assert wm_eval.choose_copy_penalty(worse) == 0.0
