@@ -1,0 +1,32 @@
+"""The world model as an RL environment (RoboScape-R sections 3.1-3.2, Eqs. 5-9).
+
+  rewards.py          Eq. (5) dense LPIPS reward, Eqs. (7)-(8) sparse done reward
+  scenes.py           Scenes, make_scenes (goal frames from the golden trajectory, Eq. 6)
+  world_model_env.py  WorldModelEnv: gymnax-style pure reset/step over the action world model
+  gym_wrapper.py      Gymnasium Env and VectorEnv around the jitted env (numpy in and out)
+"""
+
+from roboscape_jax.env.rewards import dense_reward, sparse_reward
+from roboscape_jax.env.scenes import Scenes, check_scenes, make_scenes
+from roboscape_jax.env.world_model_env import (
+    EnvConfig,
+    EnvParams,
+    EnvState,
+    WorldModelEnv,
+    integrate_gripper,
+    sanitize_action,
+)
+
+__all__ = [
+    "EnvConfig",
+    "EnvParams",
+    "EnvState",
+    "Scenes",
+    "WorldModelEnv",
+    "check_scenes",
+    "dense_reward",
+    "integrate_gripper",
+    "make_scenes",
+    "sanitize_action",
+    "sparse_reward",
+]

@@ -1,0 +1,230 @@
+"""The action world model as a functional RL environment (RoboScape-R section 3.2, Eq. 9).
+
+  env = WorldModelEnv(tokenizer, action_model, EnvConfig(max_steps=100))
+  params = env.make_params(tokenizer_params, model_params, load_lpips_params(), scenes)
+  obs, state = env.reset(key, params)
+  obs, state, reward, terminated, truncated, info = env.step(key, state, action, params)
+  step = jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, None)))  # N scenes, one program
+
+The gymnax 1.0 API: every function is pure and single-scene, all weights live in `EnvParams`
+(none on `self`, so jitting with the env closed over bakes in no constants), shapes are static.
+A step predicts the next frame's tokens and done with MaskGIT (`sampling.predict_next_frame`),
+decodes them, and scores the frame against the scene's goal (`rewards.py`). It terminates when
+done > tau_done, truncates after `max_steps`, and `step` auto-resets to a random scene (the
+pre-reset observation is `info["final_observation"]`); `step_env` does not reset.
+
+Observation, a dict (the simulator adapter must build the same one):
+  frame        uint8 [H, W, 3] the decoded frame, third view over wrist (reset: the initial
+               frame passed through the tokenizer, so the policy always sees decoded images)
+  instruction  float32 [E] the instruction's unit-norm sentence embedding (entries in [-1, 1])
+  gripper      float32 [1] in [-1, 1], the gripper opening integrated from the commands
+               (`integrate_gripper`), -1 closed, +1 open
+
+Bad actions, inside jit (no error can be raised there): NaN entries are replaced by 0 (no motion,
+gripper command 0) and `info["nan_action"]` is True; entries outside [-1, 1] (inf included) are
+clipped and counted in `info["clipped_action_count"]`. The Gymnasium wrappers raise on NaN.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments import spaces
+
+from roboscape_jax.env.rewards import VIEWS, dense_reward, sparse_reward
+from roboscape_jax.env.scenes import Scenes, check_scenes
+from roboscape_jax.tokenizer.api import decode, encode, to_uint8
+from roboscape_jax.tokenizer.model import FrameTokenizer
+from roboscape_jax.types import PRNGKey, PyTree
+from roboscape_jax.utils.config import dataclass_from_config
+from roboscape_jax.world_model.model import WorldModel
+from roboscape_jax.world_model.sampling import initial_window, predict_next_frame, push_frame
+
+REWARDS = ("world_model", "embedding", "proxy")
+Obs = dict[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvConfig:
+    """Static settings; defaults are the authors' environment (2 greedy MaskGIT steps, c = 10,
+    tau = 0.9)."""
+
+    max_steps: int = 100  # truncation; `tiny` expert episodes last about 77 steps
+    tau_done: float = 0.9  # terminate when done > tau_done
+    tau_sparse: float = 0.9  # sparse reward when done >= tau_sparse
+    sparse_bonus: float = 10.0  # c of Eq. (8)
+    num_maskgit_steps: int = 2
+    temperature: float = 0.0  # 0: greedy, the key does not change the frame
+    done_pass: bool = False  # True: read done from one extra pass over the finished frame
+    copy_penalty: float = 0.0  # decode-time bias toward change (`sampling.copy_penalised`)
+    reward: str = "world_model"  # one of REWARDS
+    reward_views: str = "both"  # one of rewards.VIEWS: what the dense term looks at
+    gripper_rate: float = 0.5  # opening change per step: the planner's 4-step open/close
+    initial_gripper: float = 1.0  # open
+
+    def __post_init__(self):
+        if self.reward not in REWARDS:
+            raise ValueError(f"reward must be one of {REWARDS}, got {self.reward!r}")
+        if self.reward_views not in VIEWS:
+            raise ValueError(f"reward_views must be one of {VIEWS}, got {self.reward_views!r}")
+        if self.max_steps < 1 or self.num_maskgit_steps < 1:
+            raise ValueError("max_steps and num_maskgit_steps must be positive")
+
+    @classmethod
+    def from_config(cls, config: "EnvConfig | Mapping[str, Any]") -> "EnvConfig":
+        """Accepts an EnvConfig, a dict or an ml_collections ConfigDict section."""
+        return dataclass_from_config(cls, config, "world-model env")
+
+
+@struct.dataclass
+class EnvParams:
+    """Everything a step reads that is not static: weights and scenes."""
+
+    tokenizer: PyTree
+    model: PyTree  # the action world model's params
+    lpips: PyTree  # AlexNet LPIPS (`tokenizer.losses.load_lpips_params`)
+    scenes: Scenes
+    initial_tokens: jax.Array  # int32 [N, h, w] each scene's first frame, tokenized
+    initial_obs_frame: jax.Array  # uint8 [N, H, W, 3] the same, decoded
+
+
+@struct.dataclass
+class EnvState:
+    """One scene's episode: the model's context window and what the observation integrates."""
+
+    tokens: jax.Array  # int32 [C, h, w] the C most recent frames, oldest first
+    actions: jax.Array  # float32 [C, A] the action that led into each of them
+    gripper: jax.Array  # float32 [] opening in [-1, 1]
+    scene: jax.Array  # int32 [] index into EnvParams.scenes
+    time: jax.Array  # int32 [] steps taken this episode
+
+
+def sanitize_action(action: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """NaN -> 0, then clip to [-1, 1]. action [A] -> (action, number clipped int32 [],
+    any NaN bool [])."""
+    nan = jnp.isnan(action)
+    action = jnp.where(nan, 0.0, action)
+    clipped = jnp.sum(jnp.abs(action) > 1.0).astype(jnp.int32)
+    return jnp.clip(action, -1.0, 1.0), clipped, jnp.any(nan)
+
+
+def integrate_gripper(gripper: jax.Array, command: jax.Array, rate: float) -> jax.Array:
+    """g_{t+1} = g_t + clip(u_t - g_t, -rate, rate): the opening follows the +-1 command u_t at
+    `rate` per step, a proxy both the world-model env and the simulator adapter can compute."""
+    return gripper + jnp.clip(command - gripper, -rate, rate)
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldModelEnv:
+    """Stateless env over a tokenizer and an action world model (hashable: usable as static)."""
+
+    tokenizer: FrameTokenizer
+    model: WorldModel
+    config: EnvConfig = EnvConfig()
+
+    def __post_init__(self):
+        c = self.model.config
+        if c.control != "action":
+            raise ValueError(f"the env needs the action world model, got control={c.control!r}")
+        if c.num_bits != self.tokenizer.num_bits:
+            raise ValueError(f"world model has {c.num_bits}-bit tokens, tokenizer "
+                             f"{self.tokenizer.num_bits}")
+        if self.config.reward != "world_model":
+            raise NotImplementedError(
+                f"reward {self.config.reward!r} (iVideoGPT embedding / DiWA proxy baseline of "
+                "issue 6) needs a trained reward head, which does not exist yet; use 'world_model'")
+
+    @property
+    def name(self) -> str:
+        return "RoboScapeWorldModel-v0"
+
+    @property
+    def num_actions(self) -> int:
+        return self.model.config.action_dim
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        c, f = self.model.config, self.tokenizer.downsample_factor
+        return (c.grid_height * f, c.grid_width * f, 3)
+
+    def make_params(self, tokenizer_params: PyTree, model_params: PyTree, lpips_params: PyTree,
+                    scenes: Scenes) -> EnvParams:
+        """Checks the scenes (ValueError naming the field) and tokenizes their first frames."""
+        check_scenes(scenes, self.frame_shape, self.model.config.text_dim)
+        tokens = encode(tokenizer_params, scenes.initial_frame, model=self.tokenizer)
+        frame = to_uint8(decode(tokenizer_params, tokens, model=self.tokenizer))
+        return EnvParams(tokenizer_params, model_params, lpips_params, scenes, tokens, frame)
+
+    def observation_space(self, params: EnvParams) -> spaces.Dict:
+        e = params.scenes.instruction.shape[-1]
+        return spaces.Dict({"frame": spaces.Box(0, 255, self.frame_shape, jnp.uint8),
+                            "instruction": spaces.Box(-1.0, 1.0, (e,), jnp.float32),
+                            "gripper": spaces.Box(-1.0, 1.0, (1,), jnp.float32)})
+
+    def action_space(self, params: EnvParams | None = None) -> spaces.Box:
+        """7-D normalised pd_ee_delta_pose: delta xyz, delta Euler xyz, gripper +-1."""
+        return spaces.Box(-1.0, 1.0, (self.num_actions,), jnp.float32)
+
+    def _observation(self, frame: jax.Array, state: EnvState, params: EnvParams) -> Obs:
+        chex.assert_shape(frame, self.frame_shape)
+        return {"frame": frame, "instruction": params.scenes.instruction[state.scene],
+                "gripper": state.gripper[None].astype(jnp.float32)}
+
+    def reset_to(self, scene: jax.Array, params: EnvParams) -> tuple[Obs, EnvState]:
+        """Starts an episode in scene `scene` (int []): the window holds copies of its first frame
+        with zero actions (`sampling.initial_window`)."""
+        chex.assert_shape(scene, ())
+        window = initial_window(params.initial_tokens[scene][None], self.model)
+        state = EnvState(window.tokens[0], window.actions[0],
+                         jnp.asarray(self.config.initial_gripper, jnp.float32),
+                         jnp.asarray(scene, jnp.int32), jnp.zeros((), jnp.int32))
+        return self._observation(params.initial_obs_frame[scene], state, params), state
+
+    def reset(self, key: PRNGKey, params: EnvParams) -> tuple[Obs, EnvState]:
+        """Starts an episode in a scene drawn uniformly by `key`."""
+        scene = jax.random.randint(key, (), 0, params.scenes.num_scenes)
+        return self.reset_to(scene, params)
+
+    def step_env(self, key: PRNGKey, state: EnvState, action: jax.Array, params: EnvParams):
+        """One step without auto-reset; returns (obs, state, reward, terminated, truncated, info).
+        action: float [A] (see the module docstring for NaN and out-of-range entries)."""
+        c, m = self.config, self.model.config
+        chex.assert_shape(action, (self.num_actions,))
+        chex.assert_shape(state.tokens, (m.num_frames - 1, m.grid_height, m.grid_width))
+        action, num_clipped, nan_action = sanitize_action(action.astype(jnp.float32))
+        control = jnp.concatenate([state.actions, action[None]])[None]  # [1, C + 1, A]
+        extra = {"copy_penalty": c.copy_penalty} if c.copy_penalty else {}
+        tokens, done = predict_next_frame(params.model, self.model, state.tokens[None], control,
+                                          key, num_steps=c.num_maskgit_steps,
+                                          temperature=c.temperature, done_pass=c.done_pass,
+                                          **extra)  # [1, h, w], [1]
+        frame = to_uint8(decode(params.tokenizer, tokens, model=self.tokenizer))  # [1, H, W, 3]
+        goal = params.scenes.goal_frame[state.scene][None]
+        dense = dense_reward(params.lpips, frame, goal, c.reward_views)[0]
+        sparse = sparse_reward(done, c.sparse_bonus, c.tau_sparse)[0]
+        state = EnvState(push_frame(state.tokens[None], tokens)[0],
+                         push_frame(state.actions[None], action[None])[0],
+                         integrate_gripper(state.gripper, action[-1], c.gripper_rate),
+                         state.scene, state.time + 1)
+        info = {"dense": dense, "sparse": sparse, "done_prob": done[0],
+                "clipped_action_count": num_clipped, "nan_action": nan_action,
+                "goal_reached": params.scenes.goal_reached[state.scene], "scene": state.scene}
+        return (self._observation(frame[0], state, params), state, dense + sparse,
+                done[0] > c.tau_done, state.time >= c.max_steps, info)
+
+    def step(self, key: PRNGKey, state: EnvState, action: jax.Array, params: EnvParams):
+        """`step_env`, then a reset (random scene) where the episode ended, gymnax style."""
+        key_step, key_reset = jax.random.split(key)
+        obs_st, state_st, reward, terminated, truncated, info = self.step_env(
+            key_step, state, action, params)
+        obs_re, state_re = self.reset(key_reset, params)
+        done = jnp.logical_or(terminated, truncated)
+        state = jax.tree.map(lambda r, s: jnp.where(done, r, s), state_re, state_st)
+        obs = jax.tree.map(lambda r, s: jnp.where(done, r, s), obs_re, obs_st)
+        return obs, state, reward, terminated, truncated, {**info, "final_observation": obs_st}

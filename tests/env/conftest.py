@@ -1,0 +1,56 @@
+"""Env tests: debug-size random models (fast compiles), the real AlexNet LPIPS, 3 random scenes."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from experiments.configs.tokenizer import tokenizer_config
+from experiments.configs.world_model import world_model_config
+from roboscape_jax.env import EnvConfig, Scenes, WorldModelEnv
+from roboscape_jax.tokenizer.losses import load_lpips_params
+from roboscape_jax.tokenizer.model import create_model as create_tokenizer
+from roboscape_jax.world_model.model import create_model as create_world_model
+
+NUM_SCENES, MAX_STEPS = 3, 3
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fast_compiles(fast_compiles):
+    yield
+
+
+def init_world_model(control: str):
+    """(model, params) of the `debug` world model for `control`."""
+    model = create_world_model(world_model_config("debug", control).model)
+    c = model.config
+    tokens = jnp.zeros((1, c.num_frames, c.grid_height, c.grid_width), jnp.int32)
+    if control == "action":
+        return model, jax.jit(model.init)(jax.random.PRNGKey(1), tokens,
+                                          jnp.zeros((1, c.num_frames, c.action_dim)))
+    return model, jax.jit(model.init)(jax.random.PRNGKey(2), tokens, jnp.zeros((1, 4, 384)),
+                                      jnp.ones((1, 4), bool))
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    model = create_tokenizer(tokenizer_config("debug").model)
+    return model, jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 128, 64, 3)))
+
+
+def random_scenes(key, n: int = NUM_SCENES) -> Scenes:
+    rng_frames, rng_goal, rng_text = jax.random.split(key, 3)
+    frames = jax.random.randint(rng_frames, (n, 128, 64, 3), 0, 256).astype(jnp.uint8)
+    goal = jax.random.randint(rng_goal, (n, 128, 64, 3), 0, 256).astype(jnp.uint8)
+    text = jax.random.normal(rng_text, (n, 384))
+    return Scenes(frames, text / jnp.linalg.norm(text, axis=-1, keepdims=True), goal,
+                  jnp.ones((n,), bool))
+
+
+@pytest.fixture(scope="session")
+def env_and_params(tokenizer):
+    """(env, params): `max_steps` = 3 so that tests reach truncation."""
+    tok, tok_params = tokenizer
+    model, model_params = init_world_model("action")
+    env = WorldModelEnv(tok, model, EnvConfig(max_steps=MAX_STEPS))
+    scenes = random_scenes(jax.random.PRNGKey(3))
+    return env, env.make_params(tok_params, model_params, load_lpips_params(), scenes)

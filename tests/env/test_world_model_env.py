@@ -1,0 +1,163 @@
+"""The world-model env: rewards by hand, jit/vmap over scenes, auto-reset, bad inputs, one
+compiled step for many steps, goal scenes from the text model."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from roboscape_jax.env import (
+    EnvConfig,
+    WorldModelEnv,
+    dense_reward,
+    integrate_gripper,
+    make_scenes,
+    sanitize_action,
+    sparse_reward,
+)
+from tests.env.conftest import MAX_STEPS, NUM_SCENES, init_world_model, random_scenes
+
+KEY = jax.random.PRNGKey(0)
+OBS = {"frame": ((128, 64, 3), jnp.uint8), "instruction": ((384,), jnp.float32),
+       "gripper": ((1,), jnp.float32)}
+
+
+@pytest.fixture(scope="module")
+def vmapped(env_and_params):
+    """(reset_to, step), jitted and vmapped over scenes; one compiled step serves every test."""
+    env, _ = env_and_params
+    return (jax.jit(jax.vmap(env.reset_to, in_axes=(0, None))),
+            jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, None))))
+
+
+def _keys(i: int):
+    return jax.random.split(jax.random.fold_in(KEY, i), NUM_SCENES)
+
+
+def test_rewards_gripper_and_action_policy_by_hand(env_and_params):
+    np.testing.assert_array_equal(sparse_reward(jnp.array([0.2, 0.9, 0.95]), 10.0, 0.9),
+                                  [0.0, 10.0, 10.0])
+    lpips = env_and_params[1].lpips
+    frame = env_and_params[1].scenes.initial_frame[:2]
+    wrist_changed = frame.at[:, 64:].set(0)  # the third view (top half) is unchanged
+    np.testing.assert_allclose(dense_reward(lpips, frame, frame), [1.0, 1.0], atol=1e-5)
+    np.testing.assert_allclose(dense_reward(lpips, frame, wrist_changed, "third"), 1.0, atol=1e-5)
+    assert (dense_reward(lpips, frame, wrist_changed) < 0.99).all()
+    g = [1.0]
+    for _ in range(5):  # close from open: 1 -> 0.5 -> 0 -> -0.5 -> -1 -> -1
+        g.append(float(integrate_gripper(jnp.float32(g[-1]), jnp.float32(-1.0), 0.5)))
+    assert g == [1.0, 0.5, 0.0, -0.5, -1.0, -1.0]
+    action, clipped, nan = sanitize_action(jnp.array([2.0, -jnp.inf, jnp.nan, 0.5, 0, 0, -1]))
+    np.testing.assert_array_equal(action, [1.0, -1.0, 0.0, 0.5, 0, 0, -1])
+    assert int(clipped) == 2 and bool(nan)
+
+
+def test_vmapped_step_shapes_autoreset_and_one_compile(env_and_params, vmapped):
+    env, params = env_and_params
+    reset_to, step = vmapped
+    obs, state = reset_to(jnp.arange(NUM_SCENES), params)
+    first_frames = obs["frame"]
+    np.testing.assert_array_equal(state.scene, [0, 1, 2])
+    for t in range(1, MAX_STEPS + 2):  # past the step cap: every env truncates, then goes on
+        actions = jax.random.uniform(jax.random.fold_in(KEY, t), (NUM_SCENES, 7), minval=-1)
+        obs, state, reward, terminated, truncated, info = step(_keys(t), state, actions, params)
+        for name, (shape, dtype) in OBS.items():
+            assert obs[name].shape == (NUM_SCENES, *shape) and obs[name].dtype == dtype, name
+        assert reward.shape == (NUM_SCENES,) and reward.dtype == jnp.float32
+        assert terminated.dtype == truncated.dtype == jnp.bool_
+        np.testing.assert_allclose(reward, info["dense"] + info["sparse"], rtol=1e-6)
+        assert not terminated.any()  # random weights: done stays near 0.5
+        np.testing.assert_array_equal(truncated, t == MAX_STEPS)
+        np.testing.assert_array_equal(state.time, t % MAX_STEPS)
+        assert (info["final_observation"]["frame"] != first_frames).any()
+    assert ((obs["gripper"] >= -1) & (obs["gripper"] <= 1)).all()
+    assert step._cache_size() == 1 and reset_to._cache_size() == 1
+
+
+def test_step_jit_deterministic_and_matches_vmap(env_and_params, vmapped):
+    env, params = env_and_params
+    reset_to, vstep = vmapped
+    step = jax.jit(env.step)
+    _, state = env.reset_to(jnp.int32(1), params)
+    action = jnp.linspace(-1, 1, 7)
+    out_a, out_b = step(KEY, state, action, params), step(KEY, state, action, params)
+    jax.tree.map(np.testing.assert_array_equal, out_a, out_b)
+    _, states = reset_to(jnp.arange(NUM_SCENES), params)
+    keys = jnp.stack([KEY] * NUM_SCENES)
+    batched = vstep(keys, states, jnp.stack([action] * NUM_SCENES), params)
+    np.testing.assert_array_equal(batched[0]["frame"][1], out_a[0]["frame"])
+    np.testing.assert_allclose(batched[2][1], out_a[2], rtol=1e-4, atol=1e-5)
+    assert batched[5]["scene"].tolist() == [0, 1, 2]
+
+
+def test_clipped_and_nan_actions_are_counted_and_flagged(env_and_params, vmapped):
+    _, params = env_and_params
+    reset_to, step = vmapped
+    _, state = reset_to(jnp.zeros(NUM_SCENES, jnp.int32), params)  # the same scene thrice
+    bad = jnp.zeros((NUM_SCENES, 7)).at[0, :2].set(jnp.array([2.0, -3.0])).at[1, 3].set(jnp.nan)
+    good = bad.at[0, :2].set(jnp.array([1.0, -1.0])).at[1, 3].set(0.0)
+    out_bad, out_good = step(_keys(0), state, bad, params), step(_keys(0), state, good, params)
+    info = out_bad[5]
+    np.testing.assert_array_equal(info["clipped_action_count"], [2, 0, 0])
+    np.testing.assert_array_equal(info["nan_action"], [False, True, False])
+    assert not out_good[5]["nan_action"].any() and np.isfinite(out_bad[2]).all()
+    jax.tree.map(np.testing.assert_array_equal, out_bad[0], out_good[0])
+    np.testing.assert_array_equal(out_bad[1].actions, out_good[1].actions)
+
+
+def test_done_terminates_with_sparse_bonus_and_resets(env_and_params, vmapped):
+    _, params = env_and_params
+    reset_to, step = vmapped
+    model = jax.tree.map(lambda x: x, params.model)
+    model["params"]["done_out"]["bias"] = jnp.full((1,), 30.0, jnp.float32)  # done ~ 1 always
+    certain = dataclasses.replace(params, model=model)
+    _, state = reset_to(jnp.arange(NUM_SCENES), certain)
+    _, state, reward, terminated, truncated, info = step(_keys(1), state, jnp.zeros((3, 7)),
+                                                         certain)
+    assert terminated.all() and not truncated.any()
+    np.testing.assert_array_equal(info["sparse"], 10.0)
+    np.testing.assert_allclose(reward, info["dense"] + 10.0, rtol=1e-6)
+    np.testing.assert_array_equal(state.time, 0)  # auto-reset
+    assert step._cache_size() == 1
+
+
+def test_bad_configs_scenes_and_actions_raise(env_and_params, tokenizer):
+    env, params = env_and_params
+    tok, tok_params = tokenizer
+    scenes = params.scenes
+    wrong = {"initial_frame": scenes.initial_frame[:, :64], "goal_frame": scenes.goal_frame[:2],
+             "instruction": scenes.instruction[:, :100],
+             "goal_reached": scenes.goal_reached[:, None]}
+    for name, value in wrong.items():
+        with pytest.raises(ValueError, match=f"scenes.{name} must have shape"):
+            env.make_params(tok_params, params.model, params.lpips,
+                            dataclasses.replace(scenes, **{name: value}))
+    as_float = dataclasses.replace(scenes, goal_frame=scenes.goal_frame.astype(jnp.float32))
+    with pytest.raises(ValueError, match="scenes.goal_frame must be uint8"):
+        env.make_params(tok_params, params.model, params.lpips, as_float)
+    too_long = dataclasses.replace(scenes, instruction=scenes.instruction.at[0, 0].set(1.5))
+    with pytest.raises(ValueError, match="unit-norm"):
+        env.make_params(tok_params, params.model, params.lpips, too_long)
+    with pytest.raises(AssertionError, match=r"\(2, 7\)"):  # an unbatched step given a batch
+        jax.eval_shape(env.step, KEY, env.reset_to(jnp.int32(0), params)[1], jnp.zeros((2, 7)),
+                       params)
+    with pytest.raises(ValueError, match="reward must be one of"):
+        EnvConfig(reward="rule")
+    with pytest.raises(NotImplementedError, match="embedding"):
+        WorldModelEnv(tok, env.model, EnvConfig(reward="embedding"))
+    with pytest.raises(ValueError, match="action world model"):
+        WorldModelEnv(tok, init_world_model("text")[0])
+
+
+def test_make_scenes_goal_from_golden_trajectory(tokenizer):
+    tok, tok_params = tokenizer
+    text_model, text_params = init_world_model("text")
+    base = random_scenes(jax.random.PRNGKey(4), n=2)
+    text, mask = jnp.ones((2, 4, 384)), jnp.array([[1, 1, 0, 0], [1, 1, 1, 0]], bool)
+    for tau, reached in ((0.0, True), (1.1, False)):  # reached at once / never (last frame)
+        scenes = make_scenes(tok, tok_params, text_model, text_params, base.initial_frame,
+                             base.instruction, text, mask, KEY, horizon=2, tau=tau)
+        assert scenes.goal_frame.shape == (2, 128, 64, 3) and scenes.goal_frame.dtype == jnp.uint8
+        np.testing.assert_array_equal(scenes.goal_reached, reached)
