@@ -1,6 +1,9 @@
-"""Policies: action distributions and actor-critic networks."""
+"""Policies: action distributions and actor-critic networks (MLP over vectors, CNN over the
+two-view frame + instruction + gripper). Behaviour cloning lives in `policies.sft` (imported on
+demand: it pulls in the env and tokenizer)."""
 
 from roboscape_jax.policies.distributions import Categorical, DiagGaussian, Distribution
+from roboscape_jax.policies.image import ImageActorCritic
 from roboscape_jax.policies.mlp import ACTIVATIONS, MLP, ActorCritic
 
 __all__ = [
@@ -10,4 +13,5 @@ __all__ = [
     "Categorical",
     "DiagGaussian",
     "Distribution",
+    "ImageActorCritic",
 ]

@@ -1,6 +1,8 @@
-"""Reinforcement learning: GAE, PPO losses, gymnax-API wrappers and PPO."""
+"""Reinforcement learning: GAE, PPO losses, gymnax-API wrappers, PPO, and PPO in checkpointed
+chunks (`loop.train_in_chunks`)."""
 
 from roboscape_jax.rl.gae import gae_advantages, shifted_next_values
+from roboscape_jax.rl.loop import train_in_chunks
 from roboscape_jax.rl.losses import (
     clipped_surrogate_loss,
     clipped_value_loss,
@@ -41,4 +43,5 @@ __all__ = [
     "num_updates",
     "ppo_loss",
     "shifted_next_values",
+    "train_in_chunks",
 ]

@@ -5,11 +5,14 @@
 metrics)`` (``num_updates`` static; lets a caller checkpoint between chunks)
 and ``train(rng) -> (runner, metrics)``. All are jittable and vmappable over
 seeds. The env follows the gymnax 1.0 API (six-value ``step``); wrap it in
-``LogWrapper`` for episode-return metrics. Equations live in ``rl.gae`` and
-``rl.losses``.
+``LogWrapper`` for episode-return metrics. Observations may be arrays (a gymnax
+``Box``) or pytrees such as dicts (a gymnax ``Dict`` space, e.g. the world-model
+env's frame/instruction/gripper), as long as the network reads them. Equations
+live in ``rl.gae`` and ``rl.losses``.
 """
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -18,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax.training.train_state import TrainState
+from gymnax.environments import spaces
 
 from roboscape_jax.policies.mlp import ACTIVATIONS
 from roboscape_jax.rl.gae import gae_advantages, shifted_next_values
@@ -75,7 +79,14 @@ def _space_action_dim(space: Any) -> tuple[int, bool]:
     """(action width, is_discrete) of a gymnax Discrete or Box space."""
     if hasattr(space, "n"):
         return int(space.n), True
-    return int(jnp.prod(jnp.array(space.shape))), False
+    return int(math.prod(space.shape)), False
+
+
+def dummy_observation(space: Any) -> Any:
+    """Zeros shaped like one observation of ``space`` (a Box, or a Dict of them, nested)."""
+    if isinstance(space, spaces.Dict):
+        return jax.tree.map(dummy_observation, dict(space.spaces))  # spaces are leaves
+    return jnp.zeros(space.shape, getattr(space, "dtype", jnp.float32))
 
 
 def validate(config: PPOConfig, env: Any, env_params: Any, network: Any) -> None:
@@ -116,12 +127,17 @@ def validate(config: PPOConfig, env: Any, env_params: Any, network: Any) -> None
             f"network discrete={network.discrete} but env action "
             f"space is {'discrete' if discrete else 'continuous'}"
         )
+    space = env.observation_space(env_params)
+    try:
+        jax.eval_shape(network.init, jax.random.PRNGKey(0), dummy_observation(space))
+    except Exception as err:  # any failure to trace init on a dummy observation
+        raise ValueError(f"network cannot read the env's observations ({space}): {err}") from err
 
 
 class Transition(NamedTuple):
     """One vectorised env step; ``lax.scan`` stacks it to [T, N, ...]."""
 
-    obs: jax.Array  # [N, D] observation the action was taken in
+    obs: Any  # [N, ...] observation (array or pytree) the action was taken in
     action: jax.Array  # [N] or [N, A]
     reward: jax.Array  # [N]
     terminated: jax.Array  # [N] bool
@@ -135,7 +151,7 @@ class Transition(NamedTuple):
 class Batch(NamedTuple):
     """Training samples, leading axes [T, N] or flattened [B]."""
 
-    obs: jax.Array
+    obs: Any  # array or pytree
     action: jax.Array
     old_log_prob: jax.Array
     old_value: jax.Array
@@ -148,7 +164,7 @@ class RunnerState(NamedTuple):
 
     train_state: TrainState
     env_state: Any
-    obs: jax.Array  # [N, D]
+    obs: Any  # [N, ...] array or pytree
     rng: jax.Array
 
 
@@ -198,7 +214,7 @@ def update_epoch(
     train_state: TrainState, flat_batch: Batch, rng: jax.Array, config: PPOConfig
 ) -> tuple[TrainState, Metrics]:
     """Shuffles a flat batch [B] into [M, B/M] minibatches and scans sgd_step."""
-    perm = jax.random.permutation(rng, flat_batch.obs.shape[0])
+    perm = jax.random.permutation(rng, flat_batch.advantage.shape[0])
     minibatches = jax.tree.map(
         lambda x: jnp.take(x, perm, axis=0).reshape((config.num_minibatches, -1) + x.shape[1:]),
         flat_batch,
@@ -234,7 +250,8 @@ def make_ppo(
 ) -> PPOFns:
     """Builds PPO's ``init``, ``run_updates`` and ``train`` for one env.
 
-    ``network.apply(params, obs [N, D]) -> (dist, value [N])``. ``callback``, if
+    ``network.apply(params, obs [N, ...]) -> (dist, value [N])``; ``obs`` is an
+    array or a pytree (dict observation spaces). ``callback``, if
     given, receives each update's metrics (plus ``update`` and ``env_steps``)
     through ``jax.debug.callback``; it is the only host logging.
     """
@@ -245,8 +262,8 @@ def make_ppo(
 
     def init(rng: jax.Array) -> RunnerState:
         rng, rng_params, rng_reset = jax.random.split(rng, 3)
-        obs_shape = env.observation_space(env_params).shape
-        params = network.init(rng_params, jnp.zeros(obs_shape, jnp.float32))
+        dummy = dummy_observation(env.observation_space(env_params))
+        params = network.init(rng_params, dummy)
         train_state = TrainState.create(
             apply_fn=network.apply, params=params, tx=make_optimizer(config)
         )
@@ -317,7 +334,8 @@ def make_ppo(
             runner.train_state,
             jax.random.split(rng_epochs, epochs),
         )
-        metrics = {**jax.tree.map(jnp.mean, losses), **rollout_metrics(traj.info)}
+        metrics = {**jax.tree.map(jnp.mean, losses), **rollout_metrics(traj.info),
+                   "reward": traj.reward.mean()}
         update = train_state.step // (epochs * config.num_minibatches)
         metrics.update(update=update, env_steps=update * num_envs * config.num_steps)
         if callback is not None:

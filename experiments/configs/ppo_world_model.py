@@ -1,0 +1,65 @@
+"""PPO of the image policy inside the action world model (issue 7, RoboScape-R section 4.3).
+
+  python -m experiments.train_ppo_world_model --config=experiments/configs/ppo_world_model.py \
+      --workdir=runs/ppo_wm_tiny                     # models and scenes of runs/tiny
+  python -m experiments.train_ppo_world_model \
+      --config=experiments/configs/ppo_world_model.py:sft=runs/sft_tiny_tokenized \
+      --workdir=runs/ppo_wm_tiny_from_sft             # policy initialised by SFT
+  python -m experiments.train_ppo_world_model \
+      --config=experiments/configs/ppo_world_model.py:debug \
+      --workdir=/tmp/ppo_wm                           # random debug models, seconds
+
+Args (`common.parse_arg`): `variant` (debug/tiny/base), `debug` (= variant debug, no pipeline),
+`pipeline` (a pipeline workdir with train_tokenizer, train_world_models/{action,text} and
+tokenize_dataset; "" = randomly initialised models of the variant and random scenes), `sft` (an
+SFT run folder whose `model` section equals `policy`; "" = a fresh policy).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from experiments.configs import common
+from experiments.configs.policy import policy_config
+from experiments.configs.tokenizer import tokenizer_config
+from experiments.configs.world_model import world_model_config
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    arg = common.parse_arg(arg, variant="tiny", debug=False, pipeline="runs/tiny", sft="")
+    variant = "debug" if arg.debug else arg.variant
+    config = ml_collections.ConfigDict()
+    config.variant = f"ppo_world_model:{variant}"
+    config.seed = 0
+    config.pipeline_workdir = "" if arg.debug else arg.pipeline
+    config.sft_workdir = arg.sft
+    config.reset_log_std = True  # with an SFT policy: log std back to policy.log_std_init
+    config.tokenizer = tokenizer_config(variant)
+    config.world_models = ml_collections.ConfigDict(dict(
+        action=world_model_config(variant, "action"), text=world_model_config(variant, "text")))
+    config.policy = policy_config(variant)
+    # EnvConfig fields (roboscape_jax/env/world_model_env.py); copy_penalty: the value the
+    # evaluate_world_models stage chose on val (its action/eval/report.json).
+    config.env = ml_collections.ConfigDict(dict(
+        max_steps=100, tau_done=0.9, tau_sparse=0.9, sparse_bonus=10.0, num_maskgit_steps=2,
+        temperature=0.0, done_pass=False, copy_penalty=0.0, reward="world_model",
+        reward_views="both", gripper_rate=0.5, initial_gripper=1.0))
+    # Start scenes: evenly spaced token-cache episodes of `split` (or `num_random` random scenes
+    # without a pipeline); goals from the text model's golden trajectory (Eq. 6).
+    config.scenes = ml_collections.ConfigDict(dict(split="train", num_scenes=32,
+                                                   golden_horizon=100, num_random=4))
+    config.ppo = ml_collections.ConfigDict(dict(
+        num_envs=16, num_steps=32, total_timesteps=16 * 32 * 60, update_epochs=4,
+        num_minibatches=4, gamma=0.99, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.0, vf_coef=0.5,
+        max_grad_norm=0.5, lr=3e-4, anneal_lr=True, activation="relu",
+        normalize_advantages=True, bootstrap_truncation=True, reward_scale=1.0))
+    config.updates_per_checkpoint = 5
+    config.progress_every_s = 10.0
+    if variant == "debug":
+        config.env.max_steps = 3
+        config.scenes.update(num_scenes=2, golden_horizon=3, num_random=3)
+        config.ppo.update(num_envs=2, num_steps=4, total_timesteps=2 * 4 * 2, update_epochs=1,
+                          num_minibatches=2)
+        config.updates_per_checkpoint = 1
+        config.progress_every_s = 0.0
+    return config

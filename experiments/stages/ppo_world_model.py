@@ -1,0 +1,170 @@
+"""PPO in the world model (issue 7): build the env from a pipeline workdir (or random models),
+initialise the policy (fresh or from SFT), train in checkpointed chunks.
+
+  run_ppo_world_model(config, workdir)   # config: experiments/configs/ppo_world_model.py
+
+Pipeline artefacts read from `config.pipeline_workdir`: train_tokenizer/, train_world_models/
+{action,text}/ (restored with the config's `tokenizer` and `world_models` sections),
+tokenize_dataset/<split>/ (instruction embeddings and text features of the start scenes) and the
+collect_data dataset (their first frames; the decoded first tokens stand in when it is absent).
+The scenes, goals included, are computed once and kept in `workdir/scenes.npz`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments.configs.sft import DATASET_SUBDIR
+from roboscape_jax.env import EnvConfig, Scenes, WorldModelEnv, make_scenes
+from roboscape_jax.policies import sft
+from roboscape_jax.rl import LogWrapper
+from roboscape_jax.rl.loop import train_in_chunks
+from roboscape_jax.tokenizer import train as tok_train
+from roboscape_jax.tokenizer.api import decode, to_uint8
+from roboscape_jax.world_model import data
+from roboscape_jax.world_model import train as wm_train
+from roboscape_jax.world_model.model import create_model as create_world_model
+
+SCENES_FILE = "scenes.npz"
+
+
+def random_models(config, controls: tuple[str, ...] = ("action",)) -> dict[str, tuple[Any, Any]]:
+    """{"tokenizer", *controls}: (model, params), randomly initialised (runs without a pipeline;
+    random scenes need no text model)."""
+    tok = tok_train.create_model(config.tokenizer.model)
+    h, w = config.tokenizer.input.frame_height, config.tokenizer.input.frame_width
+    models = {"tokenizer": (tok, jax.jit(tok.init)(jax.random.PRNGKey(0), jnp.zeros((1, h, w, 3))))}
+    for i, control in enumerate(controls):
+        model = create_world_model(config.world_models[control].model)
+        c = model.config
+        tokens = jnp.zeros((1, c.num_frames, c.grid_height, c.grid_width), jnp.int32)
+        inputs = ((jnp.zeros((1, c.num_frames, c.action_dim)),) if control == "action" else
+                  (jnp.zeros((1, 1, c.text_dim)), jnp.ones((1, 1), bool)))
+        models[control] = (model, jax.jit(model.init)(jax.random.PRNGKey(i + 1), tokens, *inputs))
+    return models
+
+
+def restore_models(config) -> dict[str, tuple[Any, Any]]:
+    """The pipeline's trained tokenizer and world models (EMA tokenizer params)."""
+    root = config.pipeline_workdir
+    models = {"tokenizer": tok_train.restore_params(os.path.join(root, "train_tokenizer"),
+                                                    config.tokenizer)}
+    for control in ("action", "text"):
+        models[control] = wm_train.restore_params(
+            os.path.join(root, "train_world_models", control), config.world_models[control])
+    return models
+
+
+def random_scenes(n: int, frame_shape: tuple[int, int, int], seed: int) -> Scenes:
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 256, (2, n, *frame_shape), dtype=np.uint8)
+    text = rng.normal(size=(n, 384)).astype(np.float32)
+    return Scenes(jnp.asarray(frames[0]), jnp.asarray(text / np.linalg.norm(text, axis=1,
+                                                                              keepdims=True)),
+                  jnp.asarray(frames[1]), jnp.ones((n,), bool))
+
+
+def first_frames(config, episodes: list[data.Episode], models) -> np.ndarray:
+    """uint8 [N, H, W, 3] first frames from the dataset, else the decoded first tokens."""
+    dataset = os.path.join(config.pipeline_workdir, DATASET_SUBDIR)
+    if not os.path.isdir(dataset):
+        tok, params = models["tokenizer"]
+        return np.asarray(to_uint8(decode(params, np.stack([ep.tokens[0] for ep in episodes]),
+                                          model=tok)))
+    from data_pipeline.dataset import decode_image, open_split  # reads TFDS
+
+    source = open_split(dataset, config.scenes.split)
+    index = {source[i]["episode_metadata"]["episode_key"].decode(): i for i in range(len(source))}
+    frames = []
+    for ep in episodes:
+        obs = source[index[ep.episode_id]]["steps"][0]["observation"]
+        frames.append(np.concatenate([decode_image(obs["image"]),
+                                      decode_image(obs["wrist_image"])], 0))
+    return np.stack(frames)
+
+
+def pipeline_scenes(config, models) -> Scenes:
+    """Evenly spaced token-cache episodes of `scenes.split` with golden-trajectory goals."""
+    from experiments.stages.world_model import evenly_spaced
+
+    cache = os.path.join(config.pipeline_workdir, "tokenize_dataset", config.scenes.split)
+    episodes = evenly_spaced(data.load_token_cache(cache), config.scenes.num_scenes)
+    embedding = []
+    for ep in episodes:
+        with np.load(os.path.join(cache, f"{ep.episode_id}.npz")) as npz:
+            embedding.append(npz["embedding"])
+    (tok, tok_params), (text_model, text_params) = models["tokenizer"], models["text"]
+    sampling = config.world_models.text.sampling
+    return make_scenes(tok, tok_params, text_model, text_params,
+                       first_frames(config, episodes, models), np.stack(embedding),
+                       np.stack([ep.text for ep in episodes]),
+                       np.stack([ep.text_mask for ep in episodes]),
+                       jax.random.PRNGKey(config.seed), horizon=config.scenes.golden_horizon,
+                       tau=sampling.done_threshold, num_steps=sampling.num_steps,
+                       temperature=sampling.temperature)
+
+
+def load_or_make_scenes(config, models, workdir: str, frame_shape) -> Scenes:
+    """The run's scenes: read from `workdir/scenes.npz` when a previous run wrote them."""
+    path = os.path.join(workdir, SCENES_FILE)
+    if os.path.exists(path):
+        with np.load(path) as npz:
+            return Scenes(**{k: jnp.asarray(npz[k]) for k in npz.files})
+    if config.pipeline_workdir:
+        scenes = pipeline_scenes(config, models)
+    else:
+        scenes = random_scenes(config.scenes.num_random, frame_shape, config.seed)
+    os.makedirs(workdir, exist_ok=True)
+    fields = {f.name: np.asarray(getattr(scenes, f.name)) for f in dataclasses.fields(scenes)}
+    np.savez(path + ".tmp.npz", **fields)
+    os.replace(path + ".tmp.npz", path)
+    return scenes
+
+
+def make_env(config, workdir: str) -> tuple[WorldModelEnv, Any]:
+    """(env, env params) of the config: trained models when `pipeline_workdir` is set."""
+    models = restore_models(config) if config.pipeline_workdir else random_models(config)
+    (tok, tok_params), (model, params) = models["tokenizer"], models["action"]
+    env = WorldModelEnv(tok, model, EnvConfig.from_config(config.env))
+    scenes = load_or_make_scenes(config, models, workdir, env.frame_shape)
+    return env, env.make_params(tok_params, params, tok_train.load_lpips_params(), scenes)
+
+
+def initial_policy_params(config, env: WorldModelEnv, env_params) -> Any | None:
+    """The SFT policy's params (log std reset when `reset_log_std`), or None for a fresh policy."""
+    if not config.sft_workdir:
+        return None
+    instruction_dim = env_params.scenes.instruction.shape[-1]
+    policy, params = sft.restore_params(config.sft_workdir, config.policy,
+                                        frame_shape=env.frame_shape,
+                                        instruction_dim=instruction_dim)
+    if config.reset_log_std:
+        log_std = jnp.full_like(params["params"]["log_std"], policy.log_std_init)
+        params = {**params, "params": {**params["params"], "log_std": log_std}}
+    return params
+
+
+def run_ppo_world_model(config, workdir: str) -> dict[str, float]:
+    """Trains (or resumes) PPO in the world model; writes and returns `workdir/summary.json`."""
+    env, env_params = make_env(config, workdir)
+    policy = sft.create_policy(config.policy)
+    _, summary = train_in_chunks(
+        config.ppo, LogWrapper(env), env_params, policy, workdir=workdir,
+        rng=jax.random.PRNGKey(config.seed), updates_per_chunk=config.updates_per_checkpoint,
+        init_params=initial_policy_params(config, env, env_params),
+        progress_every_s=config.progress_every_s, desc="ppo_world_model",
+        checkpoint_meta={"policy_config": config.policy.to_dict()})
+    summary["num_scenes"] = float(env_params.scenes.num_scenes)
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+        json.dump({k: v if math.isfinite(v) else None for k, v in summary.items()}, f, indent=2,
+                  sort_keys=True)
+    print("ppo_world_model: " + ", ".join(f"{k}={v:.4g}" for k, v in summary.items()), flush=True)
+    return summary

@@ -1,0 +1,73 @@
+"""Supervised fine-tuning (issue 7) from a TFDS expert dataset: load episodes, optionally pass
+their frames through the trained tokenizer, train the image policy by behaviour cloning.
+
+  run_sft(config, workdir)   # config: experiments/configs/sft.py (an `sft` section + paths)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from roboscape_jax.policies import sft
+
+
+def load_sft_episodes(dataset_dir: str, split: str, *, max_episodes: int = 0
+                      ) -> list[sft.SFTEpisode]:
+    """Episodes of `split` (the first `max_episodes`, 0: all) with frames, actions, embedding."""
+    from data_pipeline.dataset import open_split, two_view_frames  # reads TFDS
+
+    source = open_split(dataset_dir, split)
+    count = len(source) if max_episodes <= 0 else min(max_episodes, len(source))
+    if count == 0:
+        raise ValueError(f"split {split!r} of {dataset_dir} has no episodes")
+    episodes = []
+    for i in range(count):
+        steps = source[i]["steps"]
+        actions = np.stack([steps[t]["action"] for t in range(len(steps))]).astype(np.float32)
+        episodes.append(sft.SFTEpisode(two_view_frames(steps), actions,
+                                       np.asarray(steps[0]["language_embedding"], np.float32)))
+    return episodes
+
+
+def observation_frame_fn(config):
+    """frames uint8 [S, H, W, 3] -> the frames the policy sees (`config.sft.observation_frames`)."""
+    mode = config.sft.observation_frames
+    if mode == "raw":
+        return lambda frames: frames
+    if mode != "tokenized":
+        raise ValueError(f"observation_frames must be one of {sft.OBSERVATION_FRAMES}, got "
+                         f"{mode!r}")
+    from roboscape_jax.tokenizer import train as tok_train
+
+    if not os.path.isdir(os.path.join(config.tokenizer_dir, "checkpoints")):
+        raise FileNotFoundError(f"observation_frames='tokenized' needs a tokenizer checkpoint in "
+                                f"{config.tokenizer_dir}/checkpoints (train_tokenizer stage)")
+    model, params = tok_train.restore_params(config.tokenizer_dir, config.tokenizer)
+    return lambda frames: sft.tokenized_frames(model, params, frames)
+
+
+def load_sft_data(config) -> dict[str, sft.SFTData]:
+    """{"train", "val"} SFTData of `config.dataset_dir` with the configured observation frames."""
+    c = config.sft
+    frames_fn = observation_frame_fn(config)
+    data = {}
+    for name, split in (("train", config.train_split), ("val", config.val_split)):
+        episodes = load_sft_episodes(config.dataset_dir, split, max_episodes=c.input.max_episodes)
+        steps = sft.make_sft_data(episodes, gripper_rate=c.observation.gripper_rate,
+                                  initial_gripper=c.observation.initial_gripper)
+        data[name] = steps._replace(frames=frames_fn(steps.frames))
+        print(f"sft: {split}: {len(episodes)} episodes, {len(steps.actions)} steps", flush=True)
+    return data
+
+
+def run_sft(config, workdir: str) -> dict[str, Any]:
+    """Trains (or resumes) SFT in `workdir`; returns the final held-out metrics."""
+    sft.train_and_evaluate(config.sft, workdir, load_sft_data(config))
+    with open(os.path.join(workdir, "eval", "metrics.json")) as f:
+        result = json.load(f)
+    print("sft held-out: " + ", ".join(f"{k}={v:.4g}" for k, v in result.items()), flush=True)
+    return result
