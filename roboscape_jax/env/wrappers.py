@@ -1,8 +1,8 @@
 """Adapters between the world-model env's dict observation and policies that read one vector.
 
-`FlattenObservation` lets the MLP actor-critic and `rl.ppo` (which build their input from
-`observation_space(params).shape`) run in the world model as they are; image policies should read
-the dict directly.
+`FlattenObservation` lets the MLP actor-critic (which reads one vector) run in the world model;
+`rl.ppo` itself takes dict observations, and the image actor-critic (`policies.image`) reads the
+dict directly.
 """
 
 from __future__ import annotations

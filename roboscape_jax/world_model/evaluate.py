@@ -33,6 +33,8 @@ from roboscape_jax.world_model import sampling
 from roboscape_jax.world_model.data import Episode
 from roboscape_jax.world_model.model import WorldModel
 
+MAX_PSNR = 60.0  # dB; PSNR of identical frames (infinite) is reported as this
+
 
 class EvalContext(NamedTuple):
     """Everything a world-model evaluation reads: the model, the tokenizer and LPIPS."""
@@ -96,18 +98,24 @@ def decode_frames(ctx: EvalContext, tokens: np.ndarray, batch_size: int = 64) ->
 
 def score_frames(ctx: EvalContext, predicted: np.ndarray, real: np.ndarray,
                  batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Per-frame LPIPS and PSNR of float [0, 1] `predicted` against uint8 `real`, any leading
-    shape [...]: {name: [...]}."""
+    """Per-frame LPIPS and PSNR (capped at MAX_PSNR) of float [0, 1] `predicted` against uint8
+    `real`, any leading shape [...]: {name: [...]}."""
     lead = predicted.shape[:-3]
     p = predicted.reshape(-1, *predicted.shape[-3:]).astype(np.float32)
     r = real.reshape(-1, *real.shape[-3:]).astype(np.float32) / 255.0
+    n = len(p)
+    size = min(batch_size, n)
+    pad = (-n) % size  # pad to whole batches: one compiled shape for every call
+    p, r = (np.concatenate([x, x[:pad]]) for x in (p, r))
     scores: dict[str, list] = {"lpips": [], "psnr": []}
-    for i in range(0, len(p), batch_size):
-        m = frame_metrics(jnp.asarray(r[i:i + batch_size]), jnp.asarray(p[i:i + batch_size]),
+    for i in range(0, len(p), size):
+        m = frame_metrics(jnp.asarray(r[i:i + size]), jnp.asarray(p[i:i + size]),
                           ctx.lpips_params)
         for k in scores:
             scores[k].append(np.asarray(m[k]))
-    return {k: np.concatenate(v).reshape(lead) for k, v in scores.items()}
+    out = {k: np.concatenate(v)[:n].reshape(lead) for k, v in scores.items()}
+    out["psnr"] = np.minimum(out["psnr"], MAX_PSNR)  # identical frames: inf, which no mean survives
+    return out
 
 
 def make_rollout_fn(ctx: EvalContext, *, num_steps: int, copy_penalty: float) -> Callable:
@@ -289,13 +297,14 @@ def teacher_forced_done(ctx: EvalContext, episode: Episode, batch_size: int = 64
 
     t_frames = ctx.model.config.num_frames
     windows = [make_window(episode, t - t_frames + 1, t_frames) for t in range(len(episode.tokens))]
-    out = []
+    out, n = [], len(windows)
+    windows += windows[:(-n) % batch_size] if n > batch_size else []  # whole batches
     for i in range(0, len(windows), batch_size):
         chunk = windows[i:i + batch_size]
         tokens = jnp.asarray(np.stack([w["tokens"] for w in chunk]))
         actions = jnp.asarray(np.stack([w["actions"] for w in chunk]))
         out.append(np.asarray(_done_of_last(ctx.params, ctx.model, tokens, actions)))
-    return np.concatenate(out)
+    return np.concatenate(out)[:n]
 
 
 @functools.partial(jax.jit, static_argnames="model")
@@ -326,10 +335,7 @@ def reward_curves(ctx: EvalContext, frames: np.ndarray, goal: np.ndarray,
         f = frames[:, rows].astype(np.float32) / 255.0
         for name, target in (("oracle", frames[-1]), ("world_model", goal)):
             target = np.repeat(target[None, rows].astype(np.float32) / 255.0, t, 0)
-            lp = np.concatenate([np.asarray(frame_metrics(jnp.asarray(f[i:i + 64]),
-                                                          jnp.asarray(target[i:i + 64]),
-                                                          ctx.lpips_params)["lpips"])
-                                 for i in range(0, t, 64)])
+            lp = score_frames(ctx, f, (target * 255).round().astype(np.uint8))["lpips"]
             curves[f"{name}_dense_{views}"] = 1.0 - lp
     if done is not None:
         sparse = sparse_bonus * (done >= tau)
