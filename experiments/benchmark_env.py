@@ -21,7 +21,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 
 from experiments.configs.tokenizer import tokenizer_config
 from experiments.configs.world_model import world_model_config
@@ -121,6 +121,7 @@ def bench_maniskill(num_steps: int) -> dict[str, float]:
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint file at INFO
     tok, tok_params, model, params, source = load_models(_WORKDIR.value)
     env = WorldModelEnv(tok, model, EnvConfig(num_maskgit_steps=_MASKGIT.value))
     lpips = load_lpips_params()
