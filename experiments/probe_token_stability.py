@@ -1,0 +1,65 @@
+"""How stable the tokenizer's codes are between consecutive frames, and why they change.
+
+  python -m experiments.probe_token_stability --workdir=runs/tiny --split=val --episodes=6
+
+Prints the fraction of tokens that change per step in each view, the bits flipped per changed
+token, the latent magnitude |z| of flipped bits against all bits (flips at the sign boundary are
+noise-like), and the fraction of 8x8 patches whose pixels really change. The world models can only
+predict what the tokens do; codes that flip on tiny pixel changes cap them (README, Performance).
+"""
+
+import os
+
+import jax
+import numpy as np
+from absl import app, flags, logging
+
+from experiments.configs.tokenizer import tokenizer_config
+from experiments.stages.tokenizer import DATASET_SUBDIR
+from roboscape_jax.tokenizer import train as tok_train
+from roboscape_jax.tokenizer.api import frames_to_model_input
+from roboscape_jax.tokenizer.model import FrameTokenizer
+
+_WORKDIR = flags.DEFINE_string("workdir", "runs/tiny", "Pipeline workdir (dataset + tokenizer).")
+_SPLIT = flags.DEFINE_string("split", "val", "Dataset split.")
+_EPISODES = flags.DEFINE_integer("episodes", 6, "Episodes to probe.")
+_VARIANT = flags.DEFINE_string("variant", "tiny", "Tokenizer config variant of the checkpoint.")
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    from data_pipeline.dataset import DatasetEpisodes  # reads the TFDS dataset
+
+    workdir = _WORKDIR.value
+    model, params = tok_train.restore_params(os.path.join(workdir, "train_tokenizer"),
+                                             tokenizer_config(_VARIANT.value))
+    source = DatasetEpisodes(os.path.join(workdir, DATASET_SUBDIR), _SPLIT.value)
+    encode = jax.jit(lambda p, x: model.apply(p, frames_to_model_input(x),
+                                              method=FrameTokenizer.encode)[0])
+    f = model.downsample_factor
+    flipped, every, patches, changed, bits = [], [], [], {"third": [], "wrist": []}, []
+    for episode_id in source.episode_ids()[:_EPISODES.value]:
+        frames = source.get_episode(episode_id)
+        z = np.asarray(encode(params, frames))  # [T, h, w, bits]
+        flips = np.sign(z[1:]) != np.sign(z[:-1])
+        token_changed = flips.any(-1)  # [T-1, h, w]
+        half = token_changed.shape[1] // 2
+        changed["third"].append(token_changed[:, :half].mean())
+        changed["wrist"].append(token_changed[:, half:].mean())
+        bits.append(flips.sum(-1)[token_changed].mean())
+        flipped.append(np.minimum(np.abs(z[1:]), np.abs(z[:-1]))[flips])
+        every.append(np.abs(z).ravel())
+        diff = np.abs(frames[1:].astype(int) - frames[:-1].astype(int)).max(-1)
+        t, h, w = diff.shape
+        patches.append((diff.reshape(t, h // f, f, w // f, f).max((2, 4)) > 8).mean())
+    flipped, every = np.concatenate(flipped), np.concatenate(every)
+    print(f"tokens changing per step: third view {np.mean(changed['third']):.3f}, wrist view "
+          f"{np.mean(changed['wrist']):.3f}; bits flipped per changed token {np.mean(bits):.2f}")
+    print(f"latent |z|: all bits median {np.median(every):.3f}; flipped bits median "
+          f"{np.median(flipped):.3f} (90th percentile {np.percentile(flipped, 90):.3f})")
+    print(f"{f}x{f} patches with a pixel change > 8/255 between frames: {np.mean(patches):.3f}")
+
+
+if __name__ == "__main__":
+    app.run(main)
