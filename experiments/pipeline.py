@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 import ml_collections
 
+from roboscape_jax.utils.files import write_json
+
 StageFn = Callable[[ml_collections.ConfigDict, str], dict[str, Any]]
 
 
@@ -35,13 +37,6 @@ def config_hash(config: ml_collections.ConfigDict, keys: tuple[str, ...]) -> str
     }
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def _write_json(path: str, payload: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2, default=str)
-    os.replace(tmp, path)
 
 
 def run_stage(stage: Stage, config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -65,7 +60,7 @@ def run_stage(stage: Stage, config: ml_collections.ConfigDict, workdir: str) -> 
         "wall_time_s": time.time() - start,
         "result": result,
     }
-    _write_json(marker, record)
+    write_json(marker, record, sort_keys=False, default=str)
     return record
 
 
@@ -78,7 +73,8 @@ def run_pipeline(
         print(f"== stage {stage.name}", flush=True)
         records[stage.name] = record = run_stage(stage, config, workdir)
         print(f"== stage {stage.name}: {describe(record)}", flush=True)
-    _write_json(os.path.join(workdir, "pipeline_summary.json"), records)
+    write_json(os.path.join(workdir, "pipeline_summary.json"), records, sort_keys=False,
+               default=str)
     print(summary_table(records), flush=True)
     return records
 

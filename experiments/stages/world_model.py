@@ -16,6 +16,7 @@ import numpy as np
 
 from experiments.stages.tokenizer import dataset_dir
 from roboscape_jax.tokenizer import train as tok_train
+from roboscape_jax.utils.files import write_json
 from roboscape_jax.world_model import data
 from roboscape_jax.world_model import evaluate as wm_eval
 from roboscape_jax.world_model import train as wm_train
@@ -61,108 +62,106 @@ def _frames(dataset: str, split: str, episodes: list[data.Episode]) -> dict[str,
     return {ep.episode_id: source.get_episode(ep.episode_id) for ep in episodes}
 
 
-def _context(config, out_dir: str, control: str) -> wm_eval.EvalContext:
-    wm = config.world_models[control]
-    model, params = wm_train.restore_params(
-        os.path.join(_workdir(out_dir, "train_world_models"), control), wm)
+def _contexts(config, out_dir: str) -> dict[str, wm_eval.EvalContext]:
+    """Both trained world models with the tokenizer and LPIPS (each loaded once)."""
     tok_model, tok_params = tok_train.restore_params(_workdir(out_dir, "train_tokenizer"),
                                                      config.tokenizer)
-    return wm_eval.EvalContext(model, params, tok_model, tok_params,
-                               tok_train.load_lpips_params())
+    lpips = tok_train.load_lpips_params()
+    models = _workdir(out_dir, "train_world_models")
+    return {control: wm_eval.EvalContext(
+        *wm_train.restore_params(os.path.join(models, control), config.world_models[control]),
+        tok_model, tok_params, lpips) for control in CONTROLS}
 
 
-def _write_json(path: str, payload: Any) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-    os.replace(path + ".tmp", path)
+Frames = dict[str, dict[str, np.ndarray]]  # split -> episode id -> uint8 [T, H, W, 3]
 
 
-def _one_step(config, ctx, episodes, penalty: float) -> dict[str, float]:
-    wm = config.world_models["action"]
-    windows = data.fixed_windows(episodes, num_windows=wm.eval.num_windows,
-                                 num_frames=wm.model.num_frames, seed=config.seed)
-    step = wm_train.make_eval_step(wm, ctx.model, penalty)
-    return wm_train.evaluate(step, ctx.params, windows, wm.eval.batch_size, wm.model.num_bits)
-
-
-def evaluate_action(config, out_dir: str, splits: dict[str, list[data.Episode]]) -> dict:
+def evaluate_action(config, ctx: wm_eval.EvalContext, out_dir: str,
+                    splits: dict[str, list[data.Episode]], frames: Frames) -> dict:
     """One-step metrics per copy penalty (chosen on val), open-loop rollouts and
     controllability on val and ood, the compile count, and GIFs of OOD rollouts."""
     wm = config.world_models["action"]
     ev = config.world_model_eval
-    ctx = _context(config, out_dir, "action")
     out = os.path.join(out_dir, "action")
-    sweep = {p: _one_step(config, ctx, splits["val"], p) for p in wm.sampling.copy_penalties}
+    windows = {split: data.fixed_windows(splits[split], num_windows=wm.eval.num_windows,
+                                         num_frames=wm.model.num_frames, seed=config.seed)
+               for split in ("val", "ood")}
+    one_step_cache: dict[tuple[str, float], dict[str, float]] = {}
+
+    def one_step(split: str, penalty: float) -> dict[str, float]:
+        if (split, penalty) not in one_step_cache:
+            step = wm_train.make_eval_step(wm, ctx.model, penalty)
+            one_step_cache[split, penalty] = wm_train.evaluate(
+                step, ctx.params, windows[split], wm.eval.batch_size, wm.model.num_bits)
+        return one_step_cache[split, penalty]
+
+    sweep = {p: one_step("val", p) for p in wm.sampling.copy_penalties}
     penalty = wm_eval.choose_copy_penalty(sweep)
-    report: dict[str, Any] = {"copy_penalty": penalty,
-                              "val_penalty_sweep": {str(p): m for p, m in sweep.items()}}
+    report: dict[str, Any] = {
+        "copy_penalty": penalty, "val_penalty_sweep": {str(p): m for p, m in sweep.items()},
+        "action_stats": wm_train.read_action_stats(
+            os.path.join(_workdir(out_dir, "train_world_models"), "action"))}
     rollout_fn = wm_eval.make_rollout_fn(ctx, num_steps=wm.sampling.num_steps,
                                          copy_penalty=penalty)
-    dataset = dataset_dir(out_dir)
+    action_range = np.max(np.abs(np.concatenate([ep.actions for ep in splits["train"]])), 0)
     for split in ("val", "ood"):
-        episodes = splits[split]
-        frames = _frames(dataset, split, episodes)
         starts = wm_eval.rollout_starts(
-            episodes, frames, num_context=wm.model.num_frames - 1, horizon=ev.horizon,
-            starts_per_episode=ev.starts_per_episode, seed=config.seed)
+            splits[split], frames[split], num_context=wm.model.num_frames - 1,
+            horizon=ev.horizon, starts_per_episode=ev.starts_per_episode, seed=config.seed)
         open_loop, predicted = wm_eval.open_loop_metrics(ctx, rollout_fn, starts,
                                                          batch_size=ev.batch_size)
-        stats = wm_train.read_action_stats(os.path.join(_workdir(out_dir, "train_world_models"),
-                                                        "action"))
-        action_range = np.max(np.abs(np.concatenate([ep.actions for ep in splits["train"]])), 0)
         report[split] = {
-            "one_step": sweep[penalty] if split == "val" else _one_step(config, ctx, episodes,
-                                                                        penalty),
-            "one_step_no_penalty": _one_step(config, ctx, episodes, 0.0),
+            "one_step": one_step(split, penalty),
+            "one_step_no_penalty": one_step(split, 0.0),
             "open_loop": open_loop,
             "controllability": wm_eval.controllability(ctx, rollout_fn, starts,
                                                        action_range=action_range,
                                                        batch_size=ev.batch_size),
-            "action_stats": stats,
         }
         if split == "ood":
             wm_eval.write_rollout_gifs(os.path.join(out, "videos"), ctx, starts, predicted,
                                        num=ev.num_videos)
     report["rollout_compiles"] = int(rollout_fn._cache_size())
-    _write_json(os.path.join(out, "eval", "report.json"), report)
+    write_json(os.path.join(out, "eval", "report.json"), report)
     return report
 
 
-def evaluate_text(config, out_dir: str, splits: dict[str, list[data.Episode]]):
+def evaluate_text(config, ctx: wm_eval.EvalContext, out_dir: str,
+                  splits: dict[str, list[data.Episode]], frames: Frames):
     """Golden-trajectory goals of a fixed subset of val and ood episodes. Returns (report,
-    {split: (episodes, real frames, goal frames uint8 [N, H, W, 3])})."""
+    {split: (episodes, goal frames uint8 [N, H, W, 3])})."""
     wm = config.world_models["text"]
     ev = config.world_model_eval
-    ctx = _context(config, out_dir, "text")
     report, goals = {}, {}
     for split in ("val", "ood"):
         episodes = evenly_spaced(splits[split], ev.max_text_episodes)
-        frames = _frames(dataset_dir(out_dir), split, episodes)
         metrics, images = wm_eval.evaluate_text_model(
-            ctx, episodes, frames, horizon=ev.golden_horizon, tau=wm.sampling.done_threshold,
-            num_steps=wm.sampling.num_steps, batch_size=ev.batch_size)
+            ctx, episodes, frames[split], horizon=ev.golden_horizon,
+            tau=wm.sampling.done_threshold, num_steps=wm.sampling.num_steps,
+            batch_size=ev.batch_size)
         report[split] = metrics
-        goals[split] = (episodes, frames, np.asarray(images["goal"]))
+        goals[split] = (episodes, np.asarray(images["goal"]))
         wm_eval.write_goal_grid(os.path.join(out_dir, "text", f"goals_{split}.png"), images,
                                 num=ev.num_videos)
-    _write_json(os.path.join(out_dir, "text", "eval", "report.json"), report)
+    write_json(os.path.join(out_dir, "text", "eval", "report.json"), report)
     return report, goals
 
 
-def reward_diagnostics(config, out_dir: str, goals) -> dict[str, Any]:
+def reward_diagnostics(config, ctx: wm_eval.EvalContext, out_dir: str, goals,
+                       frames: Frames) -> dict[str, Any]:
     """Paper Fig. 3 at this scale: rewards along real successful expert episodes, their rank
-    correlation with time per reward type, view and task, and a PNG of a few curves."""
-    ctx = _context(config, out_dir, "action")
+    correlation with time per reward type, view and task, and a PNG of a few curves. `ctx` holds
+    the action model (its done head gives the sparse term)."""
     tau = config.world_models["action"].sampling.done_threshold
     report: dict[str, Any] = {}
-    for split, (episodes, frames, goal) in goals.items():
+    for split, (episodes, goal) in goals.items():
         rows = []
         for i, ep in enumerate(episodes):
             if ep.done[-1] < 0.5:  # only successful episodes have a meaningful final frame
                 continue
             done = wm_eval.teacher_forced_done(ctx, ep)
-            curves = wm_eval.reward_curves(ctx, frames[ep.episode_id], goal[i], done, tau=tau)
+            curves = wm_eval.reward_curves(ctx, frames[split][ep.episode_id], goal[i], done,
+                                           tau=tau)
             rows.append((ep, curves))
         rho = {name: [wm_eval.spearman(c[name]) for _, c in rows] for name in rows[0][1]}
         summary = {}
@@ -177,20 +176,22 @@ def reward_diagnostics(config, out_dir: str, goals) -> dict[str, Any]:
         report[split] = {"num_episodes": len(rows), "rewards": summary}
         wm_eval.plot_reward_curves(os.path.join(out_dir, "rewards", f"curves_{split}.png"),
                                    rows[:4])
-    _write_json(os.path.join(out_dir, "rewards", "report.json"), report)
+    write_json(os.path.join(out_dir, "rewards", "report.json"), report)
     return report
 
 
 def run_evaluate_world_models(config, out_dir: str) -> dict[str, Any]:
     splits = {s: load_cache(out_dir, s) for s in ("train", "val", "ood")}
+    frames = {s: _frames(dataset_dir(out_dir), s, splits[s]) for s in ("val", "ood")}
+    ctx = _contexts(config, out_dir)
     start = time.time()
-    results = {"action": evaluate_action(config, out_dir, splits)}
+    results = {"action": evaluate_action(config, ctx["action"], out_dir, splits, frames)}
     results["action"]["wall_s"] = time.time() - start
     start = time.time()
-    results["text"], goals = evaluate_text(config, out_dir, splits)
+    results["text"], goals = evaluate_text(config, ctx["text"], out_dir, splits, frames)
     results["text"]["wall_s"] = time.time() - start
     start = time.time()
-    results["rewards"] = reward_diagnostics(config, out_dir, goals)
+    results["rewards"] = reward_diagnostics(config, ctx["action"], out_dir, goals, frames)
     results["rewards"]["wall_s"] = time.time() - start
     print(headline(results), flush=True)
     return results

@@ -16,7 +16,6 @@ batch of step s is a fixed function of (seed, s), so a killed run resumes with t
 from __future__ import annotations
 
 import functools
-import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import Callable, NamedTuple
@@ -34,6 +33,7 @@ from roboscape_jax.tokenizer.model import FrameTokenizer
 from roboscape_jax.tokenizer.train import check_resume_compatible, make_optimizer, model_fingerprint
 from roboscape_jax.types import PyTree
 from roboscape_jax.utils.checkpoint import Checkpointer
+from roboscape_jax.utils.files import write_json
 from roboscape_jax.utils.training import TrainState, create_train_state, make_train_step, train_loop
 
 OBSERVATION_FRAMES = ("raw", "tokenized")
@@ -191,10 +191,8 @@ def train_and_evaluate(config, workdir: str, data: Mapping[str, SFTData]) -> Tra
                        eval_fn=eval_fn, eval_every_steps=config.eval_every_steps,
                        progress_every_s=config.get("progress_every_s", 10.0),
                        checkpoint_meta=model_fingerprint(config))
-    metrics = {**eval_fn(state), "step": int(state.step)}
-    os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
-    with open(os.path.join(workdir, "eval", "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2, sort_keys=True)
+    write_json(os.path.join(workdir, "eval", "metrics.json"),
+               {**eval_fn(state), "step": int(state.step)})
     return state
 
 

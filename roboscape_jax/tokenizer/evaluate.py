@@ -9,7 +9,6 @@ of the empirical code distribution (both also per sub-code when the code is fact
 from __future__ import annotations
 
 import functools
-import json
 import os
 from typing import Any
 
@@ -22,6 +21,7 @@ from roboscape_jax.tokenizer import api
 from roboscape_jax.tokenizer.losses import lpips_distance
 from roboscape_jax.tokenizer.model import FrameTokenizer, index_to_subcodes
 from roboscape_jax.types import PyTree
+from roboscape_jax.utils.files import write_json
 
 
 @functools.partial(jax.jit, static_argnames="num_views")
@@ -100,10 +100,7 @@ def write_report(out_dir: str, metrics: dict[str, Any], grid: np.ndarray) -> Non
     from PIL import Image
 
     os.makedirs(out_dir, exist_ok=True)
-    tmp = os.path.join(out_dir, "metrics.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(metrics, f, indent=2, sort_keys=True)
-    os.replace(tmp, os.path.join(out_dir, "metrics.json"))
+    write_json(os.path.join(out_dir, "metrics.json"), metrics)
     tmp = os.path.join(out_dir, "reconstructions.tmp.png")
     Image.fromarray(grid).save(tmp)
     os.replace(tmp, os.path.join(out_dir, "reconstructions.png"))

@@ -20,6 +20,7 @@ import numpy as np
 from roboscape_jax.tokenizer import api
 from roboscape_jax.tokenizer.model import FrameTokenizer
 from roboscape_jax.types import PyTree
+from roboscape_jax.utils.files import write_json
 
 _EPISODE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -61,9 +62,7 @@ def _write_manifest(cache_dir: str, manifest: dict[str, Any]) -> None:
                              f"({stored.get('tokenizer')} vs {manifest['tokenizer']}); "
                              "use a new cache folder")
         return
-    with open(path + ".tmp", "w") as f:
-        json.dump(manifest, f, indent=2, sort_keys=True)
-    os.replace(path + ".tmp", path)
+    write_json(path, manifest)
 
 
 def tokenize_episodes(model: FrameTokenizer, params: PyTree, episodes: EpisodeSource,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import platform
 import subprocess
@@ -11,6 +10,8 @@ import sys
 from typing import Any
 
 import jax
+
+from roboscape_jax.utils.files import write_json
 
 _PACKAGES = (
     "jax",
@@ -70,16 +71,9 @@ def run_info() -> dict[str, Any]:
     }
 
 
-def _write_json(path: str, payload: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
-
-
 def write_run_provenance(workdir: str, config: Any) -> None:
     """Writes `config.json` and `run_info.json` into `workdir` (atomically)."""
     os.makedirs(workdir, exist_ok=True)
     config_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-    _write_json(os.path.join(workdir, "config.json"), config_dict)
-    _write_json(os.path.join(workdir, "run_info.json"), run_info())
+    write_json(os.path.join(workdir, "config.json"), config_dict, default=str)
+    write_json(os.path.join(workdir, "run_info.json"), run_info(), default=str)

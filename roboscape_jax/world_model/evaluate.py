@@ -30,7 +30,7 @@ from roboscape_jax.tokenizer.evaluate import frame_metrics
 from roboscape_jax.tokenizer.model import FrameTokenizer
 from roboscape_jax.types import PyTree
 from roboscape_jax.world_model import sampling
-from roboscape_jax.world_model.data import Episode
+from roboscape_jax.world_model.data import Episode, make_window
 from roboscape_jax.world_model.model import WorldModel
 
 MAX_PSNR = 60.0  # dB; PSNR of identical frames (infinite) is reported as this
@@ -293,8 +293,6 @@ def write_goal_grid(path: str, images: Mapping[str, np.ndarray], num: int) -> No
 def teacher_forced_done(ctx: EvalContext, episode: Episode, batch_size: int = 64) -> np.ndarray:
     """The action model's done probability [T] of every real frame of `episode`, each read from
     the window of real frames (and actions) that ends there (`data.py` padding at the start)."""
-    from roboscape_jax.world_model.data import make_window
-
     t_frames = ctx.model.config.num_frames
     windows = [make_window(episode, t - t_frames + 1, t_frames) for t in range(len(episode.tokens))]
     out, n = [], len(windows)
@@ -334,8 +332,7 @@ def reward_curves(ctx: EvalContext, frames: np.ndarray, goal: np.ndarray,
     for views, rows in (("both", slice(None)), ("third", slice(0, frames.shape[1] // 2))):
         f = frames[:, rows].astype(np.float32) / 255.0
         for name, target in (("oracle", frames[-1]), ("world_model", goal)):
-            target = np.repeat(target[None, rows].astype(np.float32) / 255.0, t, 0)
-            lp = score_frames(ctx, f, (target * 255).round().astype(np.uint8))["lpips"]
+            lp = score_frames(ctx, f, np.repeat(target[None, rows], t, 0))["lpips"]
             curves[f"{name}_dense_{views}"] = 1.0 - lp
     if done is not None:
         sparse = sparse_bonus * (done >= tau)

@@ -25,6 +25,7 @@ from roboscape_jax.tokenizer.train import check_resume_compatible, make_optimize
 from roboscape_jax.types import PyTree
 from roboscape_jax.utils import sharding
 from roboscape_jax.utils.checkpoint import Checkpointer
+from roboscape_jax.utils.files import write_json
 from roboscape_jax.utils.training import TrainState, create_train_state, make_train_step, train_loop
 from roboscape_jax.world_model import data, losses
 from roboscape_jax.world_model.masking import training_mask
@@ -45,15 +46,10 @@ def action_statistics(episodes: Sequence[data.Episode], min_std: float = 1e-3) -
 def load_or_write_action_stats(workdir: str, episodes: Sequence[data.Episode]) -> dict[str, list]:
     """The run's action statistics: read from `workdir` when a previous run wrote them (so a
     resumed model normalises exactly as before), else computed from `episodes` and written."""
-    path = os.path.join(workdir, ACTION_STATS_FILE)
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    stats = action_statistics(episodes)
-    os.makedirs(workdir, exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(stats, f, indent=2)
-    os.replace(path + ".tmp", path)
+    stats = read_action_stats(workdir)
+    if stats is None:
+        stats = action_statistics(episodes)
+        write_json(os.path.join(workdir, ACTION_STATS_FILE), stats)
     return stats
 
 
@@ -202,10 +198,8 @@ def train_and_evaluate(config, workdir: str,
                        desc=f"world_model:{m.control}", eval_fn=eval_fn,
                        eval_every_steps=config.eval_every_steps,
                        checkpoint_meta=model_fingerprint(config))
-    metrics = {**eval_fn(state), "step": int(state.step)}
-    os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
-    with open(os.path.join(workdir, "eval", "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2, sort_keys=True)
+    write_json(os.path.join(workdir, "eval", "metrics.json"),
+               {**eval_fn(state), "step": int(state.step)})
     return state
 
 
