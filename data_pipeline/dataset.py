@@ -92,7 +92,8 @@ class DatasetEpisodes:
         return two_view_frames(self._source[self._keys[episode_id]]["steps"])
 
     def get_extras(self, episode_id: str) -> dict[str, np.ndarray]:
-        """actions [T, 7], done [T] (task success at that step), instruction embedding [384],
+        """actions [T, 7], done [T] (task success at that step), the simulator's dense rule
+        reward `reward` [T] (what the learned reward baselines fit), instruction embedding [384],
         and the instruction's MiniLM token features `text` [L, 384] with `text_mask` [L] (the
         text world model's cross-attention memory)."""
         from roboscape_jax.text.encoder import make_text_encoder
@@ -107,6 +108,7 @@ class DatasetEpisodes:
             "text": np.asarray(features.tokens[0], np.float32),
             "text_mask": np.asarray(features.mask[0]),
             "done": np.asarray([steps[t]["success"] for t in range(n)], np.float32),
+            "reward": np.asarray([steps[t]["reward"] for t in range(n)], np.float32),
             "embedding": np.asarray(steps[0]["language_embedding"], np.float32),
             "task_id": np.asarray(episode["episode_metadata"]["task_id"], np.int32),
             "split": np.asarray(self.split),

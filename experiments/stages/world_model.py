@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from experiments.stages.tokenizer import dataset_dir
+from roboscape_jax.env import reward_baselines
 from roboscape_jax.tokenizer import train as tok_train
 from roboscape_jax.utils.files import write_json
 from roboscape_jax.world_model import data
@@ -95,31 +96,40 @@ def evaluate_action(config, ctx: wm_eval.EvalContext, out_dir: str,
                 step, ctx.params, windows[split], wm.eval.batch_size, wm.model.num_bits)
         return one_step_cache[split, penalty]
 
-    sweep = {p: one_step("val", p) for p in wm.sampling.copy_penalties}
-    penalty = wm_eval.choose_copy_penalty(sweep)
+    starts = {split: wm_eval.rollout_starts(
+        splits[split], frames[split], num_context=wm.model.num_frames - 1, horizon=ev.horizon,
+        starts_per_episode=ev.starts_per_episode, seed=config.seed) for split in ("val", "ood")}
+    sweep, rollout_fns, val_open_loop = {}, {}, {}
+    for p in wm.sampling.copy_penalties:  # every decode-time setting is scored on val only
+        sweep[p] = one_step("val", p)
+        rollout_fns[p] = wm_eval.make_rollout_fn(ctx, num_steps=wm.sampling.num_steps,
+                                                 copy_penalty=p)
+        val_open_loop[p] = wm_eval.open_loop_metrics(ctx, rollout_fns[p], starts["val"],
+                                                     batch_size=ev.batch_size)
+    penalty = wm_eval.choose_copy_penalty(
+        sweep, {p: m["model_lpips"] for p, (m, _) in val_open_loop.items()})
     report: dict[str, Any] = {
-        "copy_penalty": penalty, "val_penalty_sweep": {str(p): m for p, m in sweep.items()},
+        "copy_penalty": penalty, "val_penalty_sweep": {
+            str(p): {**m, "open_loop_lpips": val_open_loop[p][0]["model_lpips"]}
+            for p, m in sweep.items()},
         "action_stats": wm_train.read_action_stats(
             os.path.join(_workdir(out_dir, "train_world_models"), "action"))}
-    rollout_fn = wm_eval.make_rollout_fn(ctx, num_steps=wm.sampling.num_steps,
-                                         copy_penalty=penalty)
+    rollout_fn = rollout_fns[penalty]
     action_range = np.max(np.abs(np.concatenate([ep.actions for ep in splits["train"]])), 0)
     for split in ("val", "ood"):
-        starts = wm_eval.rollout_starts(
-            splits[split], frames[split], num_context=wm.model.num_frames - 1,
-            horizon=ev.horizon, starts_per_episode=ev.starts_per_episode, seed=config.seed)
-        open_loop, predicted = wm_eval.open_loop_metrics(ctx, rollout_fn, starts,
-                                                         batch_size=ev.batch_size)
+        open_loop, predicted = (val_open_loop[penalty] if split == "val" else
+                                wm_eval.open_loop_metrics(ctx, rollout_fn, starts[split],
+                                                          batch_size=ev.batch_size))
         report[split] = {
             "one_step": one_step(split, penalty),
             "one_step_no_penalty": one_step(split, 0.0),
             "open_loop": open_loop,
-            "controllability": wm_eval.controllability(ctx, rollout_fn, starts,
+            "controllability": wm_eval.controllability(ctx, rollout_fn, starts[split],
                                                        action_range=action_range,
                                                        batch_size=ev.batch_size),
         }
         if split == "ood":
-            wm_eval.write_rollout_gifs(os.path.join(out, "videos"), ctx, starts, predicted,
+            wm_eval.write_rollout_gifs(os.path.join(out, "videos"), ctx, starts[split], predicted,
                                        num=ev.num_videos)
     report["rollout_compiles"] = int(rollout_fn._cache_size())
     write_json(os.path.join(out, "eval", "report.json"), report)
@@ -147,21 +157,57 @@ def evaluate_text(config, ctx: wm_eval.EvalContext, out_dir: str,
     return report, goals
 
 
+def fit_reward_baselines(ctx: wm_eval.EvalContext, train: list[data.Episode], *, steps: int,
+                         seed: int = 0) -> dict[str, reward_baselines.RewardHead]:
+    """The paper's learned baselines, fit to the simulator's rule reward of the `train` episodes:
+    an embedding head on the action model's features of each real frame (iVideoGPT) and a proxy
+    MLP on the frame decoded from its tokens (DiWA; what the policy would see in the env)."""
+    train = [ep for ep in train if ep.reward is not None]
+    if not train:
+        print("rewards: the token cache has no rule reward (re-run tokenize_dataset); the learned "
+              "baselines are skipped", flush=True)
+        return {}
+    rewards = np.concatenate([ep.reward for ep in train])
+    embedded = wm_eval.teacher_forced_outputs(ctx, train)
+    inputs = {"embedding": np.concatenate([f for _, f in embedded]),
+              "proxy": np.concatenate([np.asarray(reward_baselines.pooled_frame_features(f))
+                                       for f in wm_eval.decode_episodes(ctx, train)])}
+    heads = {}
+    for name, features in inputs.items():
+        heads[name], fit = reward_baselines.fit_reward_head(features, rewards, steps=steps,
+                                                            seed=seed)
+        print(f"rewards: {name} baseline fit on {len(rewards)} train frames, MSE "
+              f"{fit['train_mse']:.4f} (a constant: {fit['train_mse_of_mean']:.4f})", flush=True)
+    return heads
+
+
 def reward_diagnostics(config, ctx: wm_eval.EvalContext, out_dir: str, goals,
-                       frames: Frames) -> dict[str, Any]:
+                       frames: Frames, train: list[data.Episode]) -> dict[str, Any]:
     """Paper Fig. 3 at this scale: rewards along real successful expert episodes, their rank
     correlation with time per reward type, view and task, and a PNG of a few curves. `ctx` holds
-    the action model (its done head gives the sparse term)."""
+    the action model (its done head gives the sparse term; its features feed the embedding
+    baseline). Rewards: the oracle (LPIPS to the real final frame), the world-model reward, the
+    simulator's rule reward, and the embedding and proxy baselines fit on `train`."""
     tau = config.world_models["action"].sampling.done_threshold
+    heads = fit_reward_baselines(ctx, train, steps=config.world_model_eval.reward_fit_steps,
+                                 seed=config.seed)
     report: dict[str, Any] = {}
     for split, (episodes, goal) in goals.items():
+        keep = [i for i, ep in enumerate(episodes) if ep.done[-1] >= 0.5]  # successful only:
+        episodes = [episodes[i] for i in keep]  # their final frame is a meaningful goal
+        outputs = wm_eval.teacher_forced_outputs(ctx, episodes)
+        decoded = wm_eval.decode_episodes(ctx, episodes) if "proxy" in heads else None
         rows = []
-        for i, ep in enumerate(episodes):
-            if ep.done[-1] < 0.5:  # only successful episodes have a meaningful final frame
-                continue
-            done = wm_eval.teacher_forced_done(ctx, ep)
-            curves = wm_eval.reward_curves(ctx, frames[split][ep.episode_id], goal[i], done,
+        for j, (ep, (done, features)) in enumerate(zip(episodes, outputs, strict=True)):
+            curves = wm_eval.reward_curves(ctx, frames[split][ep.episode_id], goal[keep[j]], done,
                                            tau=tau)
+            if ep.reward is not None:
+                curves["rule"] = ep.reward
+            if "embedding" in heads:
+                curves["embedding"] = np.asarray(heads["embedding"].predict(features))
+            if "proxy" in heads:
+                curves["proxy"] = np.asarray(heads["proxy"].predict(
+                    reward_baselines.pooled_frame_features(decoded[j])))
             rows.append((ep, curves))
         rho = {name: [wm_eval.spearman(c[name]) for _, c in rows] for name in rows[0][1]}
         summary = {}
@@ -191,7 +237,8 @@ def run_evaluate_world_models(config, out_dir: str) -> dict[str, Any]:
     results["text"], goals = evaluate_text(config, ctx["text"], out_dir, splits, frames)
     results["text"]["wall_s"] = time.time() - start
     start = time.time()
-    results["rewards"] = reward_diagnostics(config, ctx["action"], out_dir, goals, frames)
+    results["rewards"] = reward_diagnostics(config, ctx["action"], out_dir, goals, frames,
+                                            splits["train"])
     results["rewards"]["wall_s"] = time.time() - start
     print(headline(results), flush=True)
     return results
@@ -225,6 +272,12 @@ def headline(results: dict[str, Any]) -> str:
                          f"{name} {r[f'{name}_both']['median_rho']:.2f} / "
                          f"{r[f'{name}_third']['median_rho']:.2f}"
                          for name in ("oracle_dense", "world_model_dense", "world_model")))
+    for split in ("val", "ood"):
+        r = results["rewards"][split]["rewards"]
+        learned = [name for name in ("rule", "embedding", "proxy") if name in r]
+        if learned:
+            lines.append(f"rule reward and learned baselines, {split} (median rho): " + ", ".join(
+                f"{name} {r[name]['median_rho']:.2f}" for name in learned))
     lines.append(f"copy penalty (chosen on val): {a['copy_penalty']}; rollout compiles: "
                  f"{a['rollout_compiles']}")
     return "\n".join(lines)

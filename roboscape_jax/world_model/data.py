@@ -34,6 +34,7 @@ class Episode(NamedTuple):
     text_mask: np.ndarray | None = None  # bool [L]
     episode_id: str | None = None  # the dataset's episode id (the cache file's name)
     task_id: int = -1  # index into data_pipeline.scenes.TASKS (-1: unknown)
+    reward: np.ndarray | None = None  # float32 [T_e], the simulator's dense rule reward of frame t
 
 
 def window_index(episodes: Sequence[Episode], num_frames: int,
@@ -119,8 +120,9 @@ def load_token_cache(cache_dir: str) -> list[Episode]:
             text = data["text"] if "text" in data.files else None
             mask = data["text_mask"] if "text_mask" in data.files else None
             task = int(data["task_id"]) if "task_id" in data.files else -1
+            reward = data["reward"].astype(np.float32) if "reward" in data.files else None
             episodes.append(Episode(data["tokens"], data["actions"], data["done"], text, mask,
-                                    os.path.basename(path)[:-len(".npz")], task))
+                                    os.path.basename(path)[:-len(".npz")], task, reward))
     return episodes
 
 

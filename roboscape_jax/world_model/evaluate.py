@@ -31,7 +31,7 @@ from roboscape_jax.tokenizer.model import FrameTokenizer
 from roboscape_jax.types import PyTree
 from roboscape_jax.world_model import sampling
 from roboscape_jax.world_model.data import Episode, make_window
-from roboscape_jax.world_model.model import WorldModel
+from roboscape_jax.world_model.model import WorldModel, last_frame_outputs
 
 MAX_PSNR = 60.0  # dB; PSNR of identical frames (infinite) is reported as this
 
@@ -198,10 +198,15 @@ def controllability(ctx: EvalContext, rollout_fn, starts: RolloutStarts, *,
     }
 
 
-def choose_copy_penalty(results: Mapping[float, Mapping[str, float]]) -> float:
-    """The validation-split choice: the penalty with the best changed-token accuracy among those
-    whose overall accuracy stays at or above copying (the smallest penalty if none does)."""
+def choose_copy_penalty(results: Mapping[float, Mapping[str, float]],
+                        open_loop_lpips: Mapping[float, float] | None = None) -> float:
+    """The validation-split choice among the penalties whose one-step overall accuracy stays at or
+    above copying: the lowest open-loop LPIPS when `open_loop_lpips` is given (what the env's
+    frames are judged by), else the best changed-token accuracy. When no penalty keeps the
+    accuracy: the lowest open-loop LPIPS of all, else the smallest penalty."""
     ok = [p for p, m in results.items() if m["token_accuracy"] >= m["copy_accuracy"]]
+    if open_loop_lpips is not None:
+        return min(ok or list(open_loop_lpips), key=lambda p: open_loop_lpips[p])
     if not ok:
         return min(results)
     return max(ok, key=lambda p: results[p]["changed_token_accuracy"])
@@ -293,22 +298,49 @@ def write_goal_grid(path: str, images: Mapping[str, np.ndarray], num: int) -> No
 def teacher_forced_done(ctx: EvalContext, episode: Episode, batch_size: int = 64) -> np.ndarray:
     """The action model's done probability [T] of every real frame of `episode`, each read from
     the window of real frames (and actions) that ends there (`data.py` padding at the start)."""
+    return teacher_forced_outputs(ctx, [episode], batch_size)[0][0]
+
+
+def teacher_forced_outputs(ctx: EvalContext, episodes: Sequence[Episode], batch_size: int = 64
+                           ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per episode, (done probability [T], pooled hidden features [T, D]) of every real frame, each
+    read from the window of real frames and actions that ends there. The windows of all episodes
+    share whole batches, so one compiled program serves every episode."""
     t_frames = ctx.model.config.num_frames
-    windows = [make_window(episode, t - t_frames + 1, t_frames) for t in range(len(episode.tokens))]
-    out, n = [], len(windows)
-    windows += windows[:(-n) % batch_size] if n > batch_size else []  # whole batches
+    windows = [make_window(ep, t - t_frames + 1, t_frames)
+               for ep in episodes for t in range(len(ep.tokens))]
+    n = len(windows)
+    windows += windows[:1] * ((-n) % batch_size)  # whole batches: one compile
+    done, features = [], []
     for i in range(0, len(windows), batch_size):
         chunk = windows[i:i + batch_size]
         tokens = jnp.asarray(np.stack([w["tokens"] for w in chunk]))
         actions = jnp.asarray(np.stack([w["actions"] for w in chunk]))
-        out.append(np.asarray(_done_of_last(ctx.params, ctx.model, tokens, actions)))
-    return np.concatenate(out)[:n]
+        d, f = _done_and_embedding_of_last(ctx.params, ctx.model, tokens, actions)
+        done.append(np.asarray(d))
+        features.append(np.asarray(f))
+    done, features = np.concatenate(done)[:n], np.concatenate(features)[:n]
+    bounds = np.cumsum([0] + [len(ep.tokens) for ep in episodes])
+    return [(done[a:b], features[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 @functools.partial(jax.jit, static_argnames="model")
-def _done_of_last(params: PyTree, model: WorldModel, tokens: jax.Array,
-                  actions: jax.Array) -> jax.Array:
-    return model.apply(params, tokens, actions).done[:, -1]
+def _done_and_embedding_of_last(params: PyTree, model: WorldModel, tokens: jax.Array,
+                                actions: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return last_frame_outputs(model, params, tokens, actions)
+
+
+def decode_episodes(ctx: EvalContext, episodes: Sequence[Episode], batch_size: int = 64
+                    ) -> list[np.ndarray]:
+    """Every frame of each episode decoded from its cached tokens: uint8 [T, H, W, 3] each (all
+    episodes share whole batches: one compile)."""
+    tokens = np.concatenate([ep.tokens for ep in episodes])
+    n = len(tokens)
+    tokens = np.concatenate([tokens, np.repeat(tokens[:1], (-n) % batch_size, 0)])
+    frames = decode_frames(ctx, tokens, batch_size)[:n]
+    frames = np.round(np.clip(frames, 0.0, 1.0) * 255).astype(np.uint8)
+    bounds = np.cumsum([0] + [len(ep.tokens) for ep in episodes])
+    return [frames[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def spearman(values: np.ndarray) -> float:

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from roboscape_jax.tokenizer.model import index_to_subcodes
+from roboscape_jax.types import PyTree
 from roboscape_jax.utils.config import dataclass_from_config
 from roboscape_jax.world_model.transformer import STTransformer
 
@@ -202,7 +203,9 @@ class WorldModel(nn.Module):
             logits = logits + self._copy_prior(x, tokens)
         logits = logits.reshape(b, t, c.grid_height, c.grid_width, c.num_factors,
                                 c.vocab_per_factor)
-        h = nn.gelu(nn.Dense(c.done_hidden, name="done_hidden")(x.mean(axis=2)))
+        pooled = x.mean(axis=2)  # [B, T, D]: what the done head (and reward baselines) read
+        self.sow("intermediates", "frame_embedding", pooled.astype(jnp.float32))
+        h = nn.gelu(nn.Dense(c.done_hidden, name="done_hidden")(pooled))
         done_logit = nn.Dense(1, name="done_out")(h)[..., 0].astype(jnp.float32)
         chex.assert_shape(done_logit, (b, t))
         return WorldModelOutput(logits, jax.nn.sigmoid(done_logit), done_logit)
@@ -216,3 +219,13 @@ def create_model(model_config, action_stats: Mapping[str, Any] | None = None) ->
         config = dataclasses.replace(config, action_mean=tuple(map(float, action_stats["mean"])),
                                      action_std=tuple(map(float, action_stats["std"])))
     return WorldModel(config)
+
+
+def last_frame_outputs(model: WorldModel, params: PyTree, tokens: jax.Array, control: jax.Array,
+                       control_mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """The done probability [B] and pooled hidden features [B, D] (what the done head reads, and
+    the embedding reward baseline's input) of the LAST frame of each window [B, T, h, w]."""
+    out, state = model.apply(params, tokens, control, control_mask, mutable=["intermediates"])
+    (embedding,) = state["intermediates"]["frame_embedding"]
+    return out.done[:, -1], embedding[:, -1]
+

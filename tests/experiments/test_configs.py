@@ -29,6 +29,20 @@ def test_variants_load(variant):
     assert set(config.simulator.tasks) <= set(common.PAPER_TASKS)
 
 
+@pytest.mark.parametrize("variant", ["tiny", "tiny:debug", "base", "paper"])
+def test_world_models_read_the_tokenizers_codes(variant):
+    config = _parse(f"--config={CONFIGS}/{variant.split(':')[0]}.py" + (":debug" if ":" in variant
+                                                                         else ""))
+    tok = config.tokenizer
+    down = 2 ** (len(tok.model.channel_mults) - 1)
+    for control in ("action", "text"):
+        wm = config.world_models[control].model
+        assert wm.num_bits == tok.model.num_bits, (variant, control)
+        assert wm.num_bits % wm.num_factors == 0
+        grid = (tok.input.frame_height // down, tok.input.frame_width // down)
+        assert (wm.grid_height, wm.grid_width) == grid, (variant, control)
+
+
 def test_override_and_config_arg_apply():
     config = _parse(
         f"--config={CONFIGS}/tiny.py:debug", "--config.simulator.image_size=96", "--config.seed=3"

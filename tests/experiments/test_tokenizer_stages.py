@@ -42,6 +42,8 @@ def test_train_then_tokenize(workdir):
     with np.load(cache / f"{episode_id}.npz") as data:
         tokens, actions, done = data["tokens"], data["actions"], data["done"]
         assert data["text"].shape == (32, 384) and data["text_mask"].sum() > 3
+        reward = data["reward"]
+    assert reward.shape == done.shape and reward[-1] == reward.max() > reward[0]  # success
     assert tokens.shape == (len(actions), 16, 8) and tokens.dtype == np.int32
     assert actions.shape[1] == 7 and done[-1] == 1.0 and done[0] == 0.0
     assert np.array_equal(load_tokens(str(cache), episode_id), tokens)
@@ -82,5 +84,8 @@ def test_world_model_stages_train_and_evaluate(workdir):
     rewards = results["rewards"]["ood"]
     assert rewards["num_episodes"] == 4
     assert -1.0 <= rewards["rewards"]["oracle_dense_both"]["median_rho"] <= 1.0
+    assert rewards["rewards"]["rule"]["median_rho"] > 0.5  # the simulator's reward tracks progress
+    for name in ("embedding", "proxy"):  # the learned baselines, fit on the train split
+        assert name in rewards["rewards"]
     assert (out / "rewards" / "curves_ood.png").exists()
     assert "changed-token acc" in wm_stages.headline(results)

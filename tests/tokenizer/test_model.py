@@ -27,12 +27,12 @@ def test_debug_param_counts(params):
     assert _count(params["params"]["decoder"]) == 9_883
 
 
-def test_tiny_is_under_two_million_params_with_a_16x8_grid_of_18_bits():
+def test_tiny_is_under_two_million_params_with_a_16x8_grid_of_10_bits():
     config = tokenizer_config("tiny")
     model = create_model(config.model)
     shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 128, 64, 3)))
     assert 1_000_000 < _count(shapes) < 2_000_000
-    assert model.downsample_factor == 8 and model.num_bits == 18 and model.num_factors == 2
+    assert model.downsample_factor == 8 and model.num_bits == 10 and model.num_factors == 1
 
 
 def test_forward_shapes(params):

@@ -82,3 +82,30 @@ def test_choose_copy_penalty_keeps_overall_accuracy_at_or_above_copying():
     assert wm_eval.choose_copy_penalty(sweep) == 1.0
     worse = {p: dict(m, copy_accuracy=0.9) for p, m in sweep.items()}
     assert wm_eval.choose_copy_penalty(worse) == 0.0
+    lpips = {0.0: 0.12, 1.0: 0.11, 2.0: 0.05}  # 2.0 rolls out best but loses overall accuracy
+    assert wm_eval.choose_copy_penalty(sweep, lpips) == 1.0
+    assert wm_eval.choose_copy_penalty(worse, lpips) == 2.0
+
+
+def test_teacher_forced_outputs_batch_episodes_like_one_at_a_time():
+    config = WorldModelConfig(control="action", **TINY)
+    model = WorldModel(config)
+    tokens, actions, _ = random_inputs(config, jax.random.PRNGKey(0))
+    params = model.init(jax.random.PRNGKey(1), tokens, actions)
+    rng = np.random.default_rng(0)
+    episodes = [Episode(rng.integers(0, 2**config.num_bits, (n, 4, 2)).astype(np.int32),
+                        rng.normal(size=(n, 7)).astype(np.float32), np.zeros(n, np.float32))
+                for n in (5, 3)]
+    ctx = wm_eval.EvalContext(model, params, None, None, None)
+    together = wm_eval.teacher_forced_outputs(ctx, episodes, batch_size=4)
+    assert [d.shape for d, _ in together] == [(5,), (3,)]
+    assert [f.shape for _, f in together] == [(5, config.width), (3, config.width)]
+    for ep, (done, features) in zip(episodes, together, strict=True):
+        alone_done, alone_features = wm_eval.teacher_forced_outputs(ctx, [ep], batch_size=4)[0]
+        np.testing.assert_allclose(done, alone_done, atol=1e-6)
+        np.testing.assert_allclose(features, alone_features, atol=1e-5)
+    # The last frame's done reads the window of real frames that ends there.
+    window = wm_eval.make_window(episodes[1], 3 - config.num_frames, config.num_frames)
+    direct = model.apply(params, jnp.asarray(window["tokens"][None]),
+                         jnp.asarray(window["actions"][None])).done[0, -1]
+    np.testing.assert_allclose(together[1][0][-1], direct, atol=1e-6)
