@@ -6,6 +6,8 @@ Stages are skipped when their output for the same config exists; stages not buil
 as missing with the issue that tracks them.
 """
 
+import os
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -63,6 +65,37 @@ def evaluate_world_models(config, out_dir):
     return run_evaluate_world_models(config, out_dir)
 
 
+def sft(config, out_dir):
+    from experiments.stages.sft import run_sft_stage
+
+    return run_sft_stage(config, out_dir)
+
+
+def ppo_world_model(config, out_dir):
+    from experiments.stages.ppo_world_model import run_ppo_world_model_stage
+
+    return run_ppo_world_model_stage(config, out_dir)
+
+
+def ppo_maniskill(config, out_dir):
+    from experiments.stages.ppo_maniskill import run_ppo_maniskill  # needs ManiSkill
+
+    return run_ppo_maniskill(config, out_dir)
+
+
+def evaluate(config, out_dir):
+    from experiments.stages.evaluate_policies import run_evaluate_policies  # needs ManiSkill
+
+    return run_evaluate_policies(config, out_dir)
+
+
+def report(config, out_dir):
+    from experiments.stages.report import run_report
+
+    return run_report(config, out_dir,
+                      [s.name for s in STAGES if s.run is not None and s.name != "report"])
+
+
 STAGES = [
     Stage("simulator_check", simulator_check, ("simulator",)),
     Stage("collect_data", collect_data, ("data",)),
@@ -72,11 +105,14 @@ STAGES = [
     Stage("evaluate_world_models", evaluate_world_models,
           ("data", "tokenizer", "world_models", "world_model_eval")),
     Stage("world_model_env", None, issue=6),
-    Stage("sft", None, issue=7),
-    Stage("ppo_world_model", None, issue=7),
-    Stage("ppo_maniskill", None, issue=7),
-    Stage("evaluate", None, issue=8),
-    Stage("report", None, issue=8),
+    Stage("sft", sft, ("data", "tokenizer", "sft")),
+    Stage("ppo_world_model", ppo_world_model,
+          ("data", "tokenizer", "world_models", "sft", "ppo_world_model")),
+    Stage("ppo_maniskill", ppo_maniskill, ("data", "tokenizer", "sft", "ppo_maniskill")),
+    Stage("evaluate", evaluate, ("data", "tokenizer", "world_models", "sft", "ppo_world_model",
+                                 "ppo_maniskill", "evaluate")),
+    Stage("report", report, ("data", "tokenizer", "world_models", "sft", "ppo_world_model",
+                             "ppo_maniskill", "evaluate")),
 ]
 
 
@@ -92,6 +128,9 @@ def main(argv):
     stages = [s for s in STAGES if _ONLY.value is None or s.name in _ONLY.value]
     write_run_provenance(workdir, config)
     run_pipeline(stages, config, workdir)
+    report_path = os.path.join(workdir, "report", "report.md")
+    if os.path.exists(report_path):
+        print(f"report: {report_path}")
     print(f"workdir: {workdir}")
 
 

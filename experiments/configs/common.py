@@ -40,6 +40,10 @@ def parse_arg(arg: str | None, **defaults):
 
 def pipeline_config() -> ml_collections.ConfigDict:
     """Defaults shared by every variant (the `tiny` sizes)."""
+    # The launchers' config files import parse_arg from here: import their sections lazily.
+    from experiments.configs.ppo_world_model import ppo_world_model_config
+    from experiments.configs.sft import sft_config
+
     config = ml_collections.ConfigDict()
     config.variant = "tiny"
     config.seed = 0
@@ -73,7 +77,49 @@ def pipeline_config() -> ml_collections.ConfigDict:
         starts_per_episode=1,  # rollout clips per held-out episode
         golden_horizon=100,  # cap on the text model's golden trajectory (episodes: 60-110 steps)
         batch_size=16, num_videos=6,
-        max_text_episodes=48))  # golden trajectories are long: a fixed subset per split
+        max_text_episodes=48,  # golden trajectories are long: a fixed subset per split
+        reward_fit_steps=2000))  # embedding / proxy reward baselines: AdamW steps of their MLPs
+
+    # Behaviour cloning (issue 7) on tokenized frames, as the world-model env and the ManiSkill
+    # adapter show them; `sft.model` is the policy PPO starts from. About 5-7 min on 2 CPU cores
+    # (estimated from compiled FLOPs): ~12k frames through the tokenizer (~1 GFLOP each) about
+    # 3-4 min, 1500 steps at batch 64 (1.85 GFLOP each) about 2 min.
+    config.sft = sft_config("tiny")
+    config.sft.observation_frames = "tokenized"
+    config.sft.update(num_steps=1500, checkpoint_every_steps=250, eval_every_steps=500)
+
+    # PPO in the action world model from the SFT policy (issue 7). Budget about 15 min: 12 updates
+    # of 16 scenes x 32 steps at the measured 7.6 env steps/s (README) are 13.5 min, plus the 16
+    # scenes' golden trajectories. `use_chosen_copy_penalty`: env.copy_penalty is the value the
+    # evaluate_world_models stage chose on val (when that stage has run).
+    config.ppo_world_model = ppo_world_model_config("tiny")
+    config.ppo_world_model.scenes.num_scenes = 16
+    config.ppo_world_model.ppo.total_timesteps = 16 * 32 * 12
+    config.ppo_world_model.updates_per_checkpoint = 2
+    config.ppo_world_model.use_chosen_copy_penalty = True
+
+    # PPO in ManiSkill from the SFT policy (issue 7, "RL w. ManiSkill"): same PPO settings, the
+    # simulator's rule-based dense reward, one env stepped from Python on the data's in-domain
+    # scenes; about the PPO-in-world-model wall time: 16 x 256 steps at ~6 steps/s, ~12 min.
+    config.ppo_maniskill = ml_collections.ConfigDict(dict(
+        tasks=(), max_steps=100, seed=2000,  # tasks () = the data's; episode seeds from `seed`
+        ppo=dict(config.ppo_world_model.ppo.to_dict(), num_envs=1, num_steps=256,
+                 total_timesteps=256 * 16)))
+
+    # Success rates in ManiSkill (issue 8) of each policy, per task, in in-domain scenes (those of
+    # the training data, new episode seeds) and out-of-domain scenes (the data's `ood` scenes).
+    # Frames go through the tokenizer (`observation_frames`, as SFT and the world-model env).
+    # About 20 min, estimated: 4 policies x 4 tasks x 2 splits x 2 episodes of <= 100 steps at
+    # about 6 steps/s (two-camera rendering dominates; README) plus a scene rebuild per episode.
+    config.evaluate = ml_collections.ConfigDict(dict(
+        policies=("random", "sft", "ppo_world_model", "ppo_maniskill"),  # random: a reference
+        tasks=(),  # () = the data's tasks
+        episodes_per_task=2,  # per task and split; scenes cycle over the split's scenes
+        max_steps=100,  # expert episodes last 60-110 steps
+        observation_frames="tokenized",  # "raw" only for policies trained on raw frames
+        deterministic=True,  # the policy's mean action; False: sampled
+        seed=1000,  # episode seeds: a function of (seed, split, task, episode), not collection's
+        num_strip_frames=8))  # first episode of each policy and split: PNG strip and GIF
 
     config.checkpoint = ml_collections.ConfigDict()
     config.checkpoint.max_to_keep = 3

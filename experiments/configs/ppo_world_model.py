@@ -13,6 +13,8 @@ Args (`common.parse_arg`): `variant` (debug/tiny/base), `debug` (= variant debug
 `pipeline` (a pipeline workdir with train_tokenizer, train_world_models/{action,text} and
 tokenize_dataset; "" = randomly initialised models of the variant and random scenes), `sft` (an
 SFT run folder whose `model` section equals `policy`; "" = a fresh policy).
+`ppo_world_model_config(variant)` holds the training fields; the pipeline keeps it as
+`config.ppo_world_model` (experiments/configs/common.py).
 """
 
 from __future__ import annotations
@@ -25,41 +27,46 @@ from experiments.configs.tokenizer import tokenizer_config
 from experiments.configs.world_model import world_model_config
 
 
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    arg = common.parse_arg(arg, variant="tiny", debug=False, pipeline="runs/tiny", sft="")
-    variant = "debug" if arg.debug else arg.variant
-    config = ml_collections.ConfigDict()
-    config.variant = f"ppo_world_model:{variant}"
-    config.seed = 0
-    config.pipeline_workdir = "" if arg.debug else arg.pipeline
-    config.sft_workdir = arg.sft
-    config.reset_log_std = True  # with an SFT policy: log std back to policy.log_std_init
-    config.tokenizer = tokenizer_config(variant)
-    config.world_models = ml_collections.ConfigDict(dict(
-        action=world_model_config(variant, "action"), text=world_model_config(variant, "text")))
-    config.policy = policy_config(variant)
+def ppo_world_model_config(variant: str = "tiny") -> ml_collections.ConfigDict:
+    """env, scenes, ppo, checkpoint interval and the SFT log-std reset for `variant`."""
+    c = ml_collections.ConfigDict()
+    c.reset_log_std = True  # with an SFT policy: log std back to policy.log_std_init
     # EnvConfig fields (roboscape_jax/env/world_model_env.py); copy_penalty: the value the
     # evaluate_world_models stage chose on val (its action/eval/report.json).
-    config.env = ml_collections.ConfigDict(dict(
+    c.env = ml_collections.ConfigDict(dict(
         max_steps=100, tau_done=0.9, tau_sparse=0.9, sparse_bonus=10.0, num_maskgit_steps=2,
         temperature=0.0, done_pass=False, copy_penalty=0.0, reward="world_model",
         reward_views="both", gripper_rate=0.5, initial_gripper=1.0))
     # Start scenes: evenly spaced token-cache episodes of `split` (or `num_random` random scenes
     # without a pipeline); goals from the text model's golden trajectory (Eq. 6).
-    config.scenes = ml_collections.ConfigDict(dict(split="train", num_scenes=32,
-                                                   golden_horizon=100, num_random=4))
-    config.ppo = ml_collections.ConfigDict(dict(
+    c.scenes = ml_collections.ConfigDict(dict(split="train", num_scenes=32, golden_horizon=100,
+                                              num_random=4))
+    c.ppo = ml_collections.ConfigDict(dict(
         num_envs=16, num_steps=32, total_timesteps=16 * 32 * 60, update_epochs=4,
         num_minibatches=4, gamma=0.99, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.0, vf_coef=0.5,
         max_grad_norm=0.5, lr=3e-4, anneal_lr=True, activation="relu",
         normalize_advantages=True, bootstrap_truncation=True, reward_scale=1.0))
-    config.updates_per_checkpoint = 5
-    config.progress_every_s = 10.0
+    c.updates_per_checkpoint = 5
     if variant == "debug":
-        config.env.max_steps = 3
-        config.scenes.update(num_scenes=2, golden_horizon=3, num_random=3)
-        config.ppo.update(num_envs=2, num_steps=4, total_timesteps=2 * 4 * 2, update_epochs=1,
-                          num_minibatches=2)
-        config.updates_per_checkpoint = 1
-        config.progress_every_s = 0.0
+        c.env.max_steps = 3
+        c.scenes.update(num_scenes=2, golden_horizon=3, num_random=3)
+        c.ppo.update(num_envs=2, num_steps=4, total_timesteps=2 * 4 * 2, update_epochs=1,
+                     num_minibatches=2)
+        c.updates_per_checkpoint = 1
+    return c
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    arg = common.parse_arg(arg, variant="tiny", debug=False, pipeline="runs/tiny", sft="")
+    variant = "debug" if arg.debug else arg.variant
+    config = ppo_world_model_config(variant)
+    config.variant = f"ppo_world_model:{variant}"
+    config.seed = 0
+    config.pipeline_workdir = "" if arg.debug else arg.pipeline
+    config.sft_workdir = arg.sft
+    config.tokenizer = tokenizer_config(variant)
+    config.world_models = ml_collections.ConfigDict(dict(
+        action=world_model_config(variant, "action"), text=world_model_config(variant, "text")))
+    config.policy = policy_config(variant)
+    config.progress_every_s = 0.0 if variant == "debug" else 10.0
     return config

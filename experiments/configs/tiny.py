@@ -7,6 +7,8 @@
 """
 
 from experiments.configs import common
+from experiments.configs.ppo_world_model import ppo_world_model_config
+from experiments.configs.sft import sft_config
 from experiments.configs.tokenizer import tokenizer_config
 from experiments.configs.world_model import world_model_config
 
@@ -26,5 +28,15 @@ def get_config(arg: str | None = None):
         config.world_models.action = world_model_config("debug", "action")
         config.world_models.text = world_model_config("debug", "text")
         config.world_model_eval.update(horizon=2, starts_per_episode=1, golden_horizon=3,
+                                       reward_fit_steps=20,
                                        batch_size=4, num_videos=1)
+        config.sft = sft_config("debug")
+        config.sft.observation_frames = "tokenized"
+        config.ppo_world_model = ppo_world_model_config("debug")
+        config.ppo_world_model.use_chosen_copy_penalty = True
+        config.ppo_maniskill.update(tasks=("push",), max_steps=3)
+        config.ppo_maniskill.ppo.update(num_steps=4, total_timesteps=8, update_epochs=1,
+                                        num_minibatches=2)
+        config.evaluate.update(tasks=("push",), episodes_per_task=1, max_steps=3,
+                               num_strip_frames=2)
     return config

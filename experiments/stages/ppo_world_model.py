@@ -2,6 +2,7 @@
 initialise the policy (fresh or from SFT), train in checkpointed chunks.
 
   run_ppo_world_model(config, workdir)   # config: experiments/configs/ppo_world_model.py
+  run_ppo_world_model_stage(config, out_dir)   # the pipeline stage: models, SFT from the workdir
 
 Pipeline artefacts read from `config.pipeline_workdir`: train_tokenizer/, train_world_models/
 {action,text}/ (restored with the config's `tokenizer` and `world_models` sections),
@@ -20,6 +21,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from experiments.configs.sft import DATASET_SUBDIR
@@ -29,6 +31,7 @@ from roboscape_jax.rl import LogWrapper
 from roboscape_jax.rl.loop import train_in_chunks
 from roboscape_jax.tokenizer import train as tok_train
 from roboscape_jax.tokenizer.api import decode, to_uint8
+from roboscape_jax.utils.files import write_json
 from roboscape_jax.world_model import data
 from roboscape_jax.world_model import train as wm_train
 from roboscape_jax.world_model.model import create_model as create_world_model
@@ -163,8 +166,49 @@ def run_ppo_world_model(config, workdir: str) -> dict[str, float]:
         progress_every_s=config.progress_every_s, desc="ppo_world_model",
         checkpoint_meta={"policy_config": config.policy.to_dict()})
     summary["num_scenes"] = float(env_params.scenes.num_scenes)
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-        json.dump({k: v if math.isfinite(v) else None for k, v in summary.items()}, f, indent=2,
-                  sort_keys=True)
+    write_json(os.path.join(workdir, "summary.json"),
+               {k: v if math.isfinite(v) else None for k, v in summary.items()})
     print("ppo_world_model: " + ", ".join(f"{k}={v:.4g}" for k, v in summary.items()), flush=True)
     return summary
+
+
+def chosen_copy_penalty(root: str) -> float | None:
+    """The copy penalty the evaluate_world_models stage of workdir `root` chose on val, or None
+    when that stage has not run."""
+    marker = os.path.join(root, "evaluate_world_models", "stage.json")
+    if not os.path.exists(marker):
+        return None
+    with open(marker) as f:
+        return float(json.load(f)["result"]["action"]["copy_penalty"])
+
+
+def stage_view(config, out_dir: str) -> ml_collections.ConfigDict:
+    """The launcher-shaped PPO config of a pipeline `config` whose stage folder is `out_dir`:
+    models and scenes of the same workdir, the policy section of `config.sft.model`, and the SFT
+    stage's checkpoint as the initial policy when it exists (a fresh policy otherwise)."""
+    root = os.path.dirname(os.path.abspath(out_dir))
+    section = config.ppo_world_model
+    sft_dir = os.path.join(root, "sft")
+    has_sft = os.path.isdir(os.path.join(sft_dir, "checkpoints"))
+    env = ml_collections.ConfigDict(section.env.to_dict())
+    penalty = chosen_copy_penalty(root) if section.get("use_chosen_copy_penalty") else None
+    if penalty is not None:
+        env.copy_penalty = penalty
+    return ml_collections.ConfigDict(dict(
+        seed=config.seed, pipeline_workdir=root, sft_workdir=sft_dir if has_sft else "",
+        reset_log_std=section.reset_log_std, tokenizer=config.tokenizer,
+        world_models=config.world_models, policy=config.sft.model, env=env,
+        scenes=section.scenes, ppo=section.ppo,
+        updates_per_checkpoint=section.updates_per_checkpoint,
+        progress_every_s=config.progress_every_s))
+
+
+def run_ppo_world_model_stage(config, out_dir: str) -> dict[str, Any]:
+    """The pipeline's `ppo_world_model` stage (resumes from `out_dir`)."""
+    view = stage_view(config, out_dir)
+    print(f"ppo_world_model: initial policy "
+          f"{view.sft_workdir or 'fresh (no sft checkpoint in the workdir)'}, copy penalty "
+          f"{view.env.copy_penalty}", flush=True)
+    summary = run_ppo_world_model(view, out_dir)
+    return {**summary, "init": "sft" if view.sft_workdir else "fresh",
+            "copy_penalty": float(view.env.copy_penalty)}

@@ -2,6 +2,7 @@
 their frames through the trained tokenizer, train the image policy by behaviour cloning.
 
   run_sft(config, workdir)   # config: experiments/configs/sft.py (an `sft` section + paths)
+  run_sft_stage(config, out_dir)   # the pipeline's `sft` stage: paths from the workdir
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ import json
 import os
 from typing import Any
 
+import ml_collections
 import numpy as np
 
+from experiments.configs.sft import DATASET_SUBDIR
 from roboscape_jax.policies import sft
 
 
@@ -71,3 +74,22 @@ def run_sft(config, workdir: str) -> dict[str, Any]:
         result = json.load(f)
     print("sft held-out: " + ", ".join(f"{k}={v:.4g}" for k, v in result.items()), flush=True)
     return result
+
+
+def stage_view(config, out_dir: str) -> ml_collections.ConfigDict:
+    """The launcher-shaped SFT config of a pipeline `config` whose stage folder is `out_dir`:
+    the collect_data dataset and train_tokenizer checkpoint of the same workdir."""
+    root = os.path.dirname(os.path.abspath(out_dir))
+    return ml_collections.ConfigDict(dict(
+        sft=config.sft, dataset_dir=os.path.join(root, DATASET_SUBDIR), train_split="train",
+        val_split="val", tokenizer_dir=os.path.join(root, "train_tokenizer"),
+        tokenizer=config.tokenizer))
+
+
+def run_sft_stage(config, out_dir: str) -> dict[str, Any]:
+    """The pipeline's `sft` stage: behaviour cloning on this workdir's dataset (resumes)."""
+    view = stage_view(config, out_dir)
+    if not os.path.isdir(view.dataset_dir):
+        raise FileNotFoundError(f"sft needs the dataset {view.dataset_dir}: run the collect_data "
+                                "stage first")
+    return run_sft(view, out_dir)

@@ -13,7 +13,8 @@ decodes them, and scores the frame against the scene's goal (`rewards.py`). It t
 done > tau_done, truncates after `max_steps`, and `step` auto-resets to a random scene (the
 pre-reset observation is `info["final_observation"]`); `step_env` does not reset.
 
-Observation, a dict (the simulator adapter must build the same one):
+Observation, a dict (`observation.policy_observation`; the simulator adapter,
+`observation.ObservationAdapter`, builds the same one from real frames):
   frame        uint8 [H, W, 3] the decoded frame, third view over wrist (reset: the initial
                frame passed through the tokenizer, so the policy always sees decoded images)
   instruction  float32 [E] the instruction's unit-norm sentence embedding (entries in [-1, 1])
@@ -37,6 +38,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import spaces
 
+from roboscape_jax.env.observation import integrate_gripper, policy_observation
 from roboscape_jax.env.rewards import VIEWS, dense_reward, sparse_reward
 from roboscape_jax.env.scenes import Scenes, check_scenes
 from roboscape_jax.tokenizer.api import decode, encode, to_uint8
@@ -114,12 +116,6 @@ def sanitize_action(action: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]
     return jnp.clip(action, -1.0, 1.0), clipped, jnp.any(nan)
 
 
-def integrate_gripper(gripper: jax.Array, command: jax.Array, rate: float) -> jax.Array:
-    """g_{t+1} = g_t + clip(u_t - g_t, -rate, rate): the opening follows the +-1 command u_t at
-    `rate` per step, a proxy both the world-model env and the simulator adapter can compute."""
-    return gripper + jnp.clip(command - gripper, -rate, rate)
-
-
 @dataclasses.dataclass(frozen=True)
 class WorldModelEnv:
     """Stateless env over a tokenizer and an action world model (hashable: usable as static)."""
@@ -173,8 +169,7 @@ class WorldModelEnv:
 
     def _observation(self, frame: jax.Array, state: EnvState, params: EnvParams) -> Obs:
         chex.assert_shape(frame, self.frame_shape)
-        return {"frame": frame, "instruction": params.scenes.instruction[state.scene],
-                "gripper": state.gripper[None].astype(jnp.float32)}
+        return policy_observation(frame, params.scenes.instruction[state.scene], state.gripper)
 
     def reset_to(self, scene: jax.Array, params: EnvParams) -> tuple[Obs, EnvState]:
         """Starts an episode in scene `scene` (int []): the window holds copies of its first frame

@@ -25,10 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from roboscape_jax.env.world_model_env import integrate_gripper
+from roboscape_jax.env.observation import integrate_gripper, observation_frames
 from roboscape_jax.policies.distributions import DiagGaussian
 from roboscape_jax.policies.image import ImageActorCritic, dummy_observation
-from roboscape_jax.tokenizer.api import reconstruct, to_uint8
 from roboscape_jax.tokenizer.model import FrameTokenizer
 from roboscape_jax.tokenizer.train import check_resume_compatible, make_optimizer, model_fingerprint
 from roboscape_jax.types import PyTree
@@ -97,10 +96,11 @@ def make_sft_data(episodes: Sequence[SFTEpisode], *, gripper_rate: float,
 def tokenized_frames(tokenizer: FrameTokenizer, params: PyTree, frames: np.ndarray,
                      batch_size: int = 64) -> np.ndarray:
     """uint8 [S, H, W, 3] frames after encode -> decode -> uint8: what the world-model env hands
-    the policy. Runs in batches of exactly `batch_size` (the last padded): one compiled program."""
+    the policy (`env.observation.observation_frames`). Runs in batches of exactly `batch_size`
+    (the last padded): one compiled program."""
     n = len(frames)
     padded = np.concatenate([frames, np.repeat(frames[-1:], -n % batch_size, axis=0)])
-    out = [np.asarray(to_uint8(reconstruct(params, padded[i:i + batch_size], model=tokenizer)))
+    out = [np.asarray(observation_frames(tokenizer, params, padded[i:i + batch_size]))
            for i in range(0, len(padded), batch_size)]
     return np.concatenate(out)[:n]
 
