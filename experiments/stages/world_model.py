@@ -157,6 +157,13 @@ def evaluate_text(config, ctx: wm_eval.EvalContext, out_dir: str,
     return report, goals
 
 
+def frame_rule_reward(episode: data.Episode) -> np.ndarray:
+    """The rule reward of each frame [T]: the dataset's reward[t] is paid on arriving at frame t + 1
+    (the last entry, after the final frame, is 0), so frame t gets reward[t - 1] and frame 0 the
+    first entry."""
+    return np.concatenate([episode.reward[:1], episode.reward[:-1]]).astype(np.float32)
+
+
 def fit_reward_baselines(ctx: wm_eval.EvalContext, train: list[data.Episode], *, steps: int,
                          seed: int = 0) -> dict[str, reward_baselines.RewardHead]:
     """The paper's learned baselines, fit to the simulator's rule reward of the `train` episodes:
@@ -167,7 +174,7 @@ def fit_reward_baselines(ctx: wm_eval.EvalContext, train: list[data.Episode], *,
         print("rewards: the token cache has no rule reward (re-run tokenize_dataset); the learned "
               "baselines are skipped", flush=True)
         return {}
-    rewards = np.concatenate([ep.reward for ep in train])
+    rewards = np.concatenate([frame_rule_reward(ep) for ep in train])
     embedded = wm_eval.teacher_forced_outputs(ctx, train)
     inputs = {"embedding": np.concatenate([f for _, f in embedded]),
               "proxy": np.concatenate([np.asarray(reward_baselines.pooled_frame_features(f))
@@ -202,7 +209,7 @@ def reward_diagnostics(config, ctx: wm_eval.EvalContext, out_dir: str, goals,
             curves = wm_eval.reward_curves(ctx, frames[split][ep.episode_id], goal[keep[j]], done,
                                            tau=tau)
             if ep.reward is not None:
-                curves["rule"] = ep.reward
+                curves["rule"] = frame_rule_reward(ep)
             if "embedding" in heads:
                 curves["embedding"] = np.asarray(heads["embedding"].predict(features))
             if "proxy" in heads:

@@ -43,7 +43,8 @@ def test_train_then_tokenize(workdir):
         tokens, actions, done = data["tokens"], data["actions"], data["done"]
         assert data["text"].shape == (32, 384) and data["text_mask"].sum() > 3
         reward = data["reward"]
-    assert reward.shape == done.shape and reward[-1] == reward.max() > reward[0]  # success
+    # reward[t] is paid on reaching frame t + 1: the success bonus, then 0 after the last frame
+    assert reward.shape == done.shape and reward[-2] == reward.max() > reward[0] and reward[-1] == 0
     assert tokens.shape == (len(actions), 16, 8) and tokens.dtype == np.int32
     assert actions.shape[1] == 7 and done[-1] == 1.0 and done[0] == 0.0
     assert np.array_equal(load_tokens(str(cache), episode_id), tokens)
@@ -89,3 +90,9 @@ def test_world_model_stages_train_and_evaluate(workdir):
         assert name in rewards["rewards"]
     assert (out / "rewards" / "curves_ood.png").exists()
     assert "changed-token acc" in wm_stages.headline(results)
+
+
+def test_frame_rule_reward_pays_each_frame_what_reaching_it_earned():
+    ep = wm_stages.data.Episode(np.zeros((4, 1, 1), np.int32), np.zeros((4, 7), np.float32),
+                                np.zeros(4, np.float32), reward=np.asarray([0.1, 0.2, 1.0, 0.0]))
+    np.testing.assert_allclose(wm_stages.frame_rule_reward(ep), [0.1, 0.1, 0.2, 1.0])
