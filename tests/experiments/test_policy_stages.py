@@ -9,12 +9,12 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import main
 from experiments.configs import tiny
 from experiments.pipeline import run_pipeline
 from experiments.stages import evaluate_policies as ev
 from experiments.stages import ppo_maniskill as ppo_mani
 from experiments.stages import ppo_world_model as ppo_stage
+from experiments.stages import registry
 from experiments.stages import tokenizer as tok_stages
 from experiments.stages import world_model as wm_stages
 from roboscape_jax.policies import loading
@@ -31,7 +31,7 @@ def _fast_compiles(fast_compiles):
 
 
 def _stages(*names):
-    return [s for s in main.STAGES if s.name in names]
+    return [s for s in registry.STAGES if s.name in names]
 
 
 @pytest.fixture(scope="module")
