@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from roboscape_jax.utils.files import write_json
+from roboscape_jax.utils.files import atomic_path, write_json
 from roboscape_jax.utils.stats import wilson_interval
 
 POLICY_STAGES = ("sft", "ppo_world_model", "ppo_maniskill")  # trained: each one's stage folder
@@ -135,10 +135,8 @@ def save_episode_images(out_dir: str, name: str, frames: np.ndarray, num_strip: 
                   p, format="GIF", save_all=True, duration=100, loop=0,
                   append_images=[Image.fromarray(f) for f in frames[1:]])}
     for path, save in images.items():
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = path + ".tmp" + os.path.splitext(path)[1]
-        save(tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save(tmp)
 
 
 def _read(path: str) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 depends on (a change to one reruns it). Kept apart from `experiments.main` so tests and tools can
 read the list without defining the launcher's flags."""
 
-from experiments.pipeline import Stage
+import importlib
+
+from experiments.pipeline import Stage, StageFn
 
 
 def simulator_check(config, out_dir):
@@ -19,58 +21,15 @@ def simulator_check(config, out_dir):
     )
 
 
-def collect_data(config, out_dir):
-    from data_pipeline.pipeline_stage import run_data_stage  # needs ManiSkill
+def _lazy(module: str, name: str) -> StageFn:
+    """The stage function `module.name`, imported only when the stage runs (some need ManiSkill,
+    all need JAX, and `--only` should not pay for the others)."""
 
-    return run_data_stage(config, out_dir)
+    def run(config, out_dir):
+        return getattr(importlib.import_module(module), name)(config, out_dir)
 
-
-def train_tokenizer(config, out_dir):
-    from experiments.stages.tokenizer import run_train_tokenizer
-
-    return run_train_tokenizer(config, out_dir)
-
-
-def tokenize_dataset(config, out_dir):
-    from experiments.stages.tokenizer import run_tokenize_dataset
-
-    return run_tokenize_dataset(config, out_dir)
-
-
-def train_world_models(config, out_dir):
-    from experiments.stages.world_model import run_train_world_models
-
-    return run_train_world_models(config, out_dir)
-
-
-def evaluate_world_models(config, out_dir):
-    from experiments.stages.world_model import run_evaluate_world_models
-
-    return run_evaluate_world_models(config, out_dir)
-
-
-def sft(config, out_dir):
-    from experiments.stages.sft import run_sft_stage
-
-    return run_sft_stage(config, out_dir)
-
-
-def ppo_world_model(config, out_dir):
-    from experiments.stages.ppo_world_model import run_ppo_world_model_stage
-
-    return run_ppo_world_model_stage(config, out_dir)
-
-
-def ppo_maniskill(config, out_dir):
-    from experiments.stages.ppo_maniskill import run_ppo_maniskill  # needs ManiSkill
-
-    return run_ppo_maniskill(config, out_dir)
-
-
-def evaluate(config, out_dir):
-    from experiments.stages.evaluate_policies import run_evaluate_policies  # needs ManiSkill
-
-    return run_evaluate_policies(config, out_dir)
+    run.__name__ = name
+    return run
 
 
 def report(config, out_dir):
@@ -82,19 +41,26 @@ def report(config, out_dir):
 
 STAGES = [
     Stage("simulator_check", simulator_check, ("simulator",)),
-    Stage("collect_data", collect_data, ("data",)),
-    Stage("train_tokenizer", train_tokenizer, ("data", "tokenizer")),
-    Stage("tokenize_dataset", tokenize_dataset, ("data", "tokenizer")),
-    Stage("train_world_models", train_world_models, ("data", "tokenizer", "world_models")),
-    Stage("evaluate_world_models", evaluate_world_models,
+    Stage("collect_data", _lazy("data_pipeline.pipeline_stage", "run_data_stage"), ("data",)),
+    Stage("train_tokenizer", _lazy("experiments.stages.tokenizer", "run_train_tokenizer"),
+          ("data", "tokenizer")),
+    Stage("tokenize_dataset", _lazy("experiments.stages.tokenizer", "run_tokenize_dataset"),
+          ("data", "tokenizer")),
+    Stage("train_world_models", _lazy("experiments.stages.world_model", "run_train_world_models"),
+          ("data", "tokenizer", "world_models")),
+    Stage("evaluate_world_models",
+          _lazy("experiments.stages.world_model", "run_evaluate_world_models"),
           ("data", "tokenizer", "world_models", "world_model_eval")),
     Stage("world_model_env", None, issue=6),
-    Stage("sft", sft, ("data", "tokenizer", "sft")),
-    Stage("ppo_world_model", ppo_world_model,
+    Stage("sft", _lazy("experiments.stages.sft", "run_sft_stage"), ("data", "tokenizer", "sft")),
+    Stage("ppo_world_model",
+          _lazy("experiments.stages.ppo_world_model", "run_ppo_world_model_stage"),
           ("data", "tokenizer", "world_models", "sft", "ppo_world_model")),
-    Stage("ppo_maniskill", ppo_maniskill, ("data", "tokenizer", "sft", "ppo_maniskill")),
-    Stage("evaluate", evaluate, ("data", "tokenizer", "world_models", "sft", "ppo_world_model",
-                                 "ppo_maniskill", "evaluate")),
+    Stage("ppo_maniskill", _lazy("experiments.stages.ppo_maniskill", "run_ppo_maniskill"),
+          ("data", "tokenizer", "sft", "ppo_maniskill")),
+    Stage("evaluate", _lazy("experiments.stages.evaluate_policies", "run_evaluate_policies"),
+          ("data", "tokenizer", "world_models", "sft", "ppo_world_model", "ppo_maniskill",
+           "evaluate")),
     Stage("report", report, ("data", "tokenizer", "world_models", "sft", "ppo_world_model",
                              "ppo_maniskill", "evaluate")),
 ]

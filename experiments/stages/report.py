@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from experiments.stages.evaluate_policies import POLICY_NAMES, success_table
+from roboscape_jax.utils.files import atomic_path, write_text
 from roboscape_jax.utils.progress import format_duration
 
 
@@ -121,9 +122,9 @@ def plot_success(results: dict[str, Any], tasks: Sequence[str], path: str) -> No
     ax.set_ylabel("success rate")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(path + ".tmp.png", path)
 
 
 def run_report(config, out_dir: str, stage_names: Sequence[str]) -> dict[str, Any]:
@@ -134,9 +135,7 @@ def run_report(config, out_dir: str, stage_names: Sequence[str]) -> dict[str, An
     if os.path.isdir(strips):
         shutil.copytree(strips, os.path.join(out_dir, "strips"), dirs_exist_ok=True)
     path = os.path.join(out_dir, "report.md")
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
+    write_text(path, text)
     with open(os.path.join(root, "evaluate", "results.json")) as f:
         results = json.load(f)
     headline = {POLICY_NAMES.get(p, p): {s: v[s]["all"]["success_rate"] for s in v}

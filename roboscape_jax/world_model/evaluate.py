@@ -17,7 +17,6 @@ Only a few percent of tokens change per step, so every figure sits next to its c
 
 from __future__ import annotations
 
-import functools
 import os
 from typing import Callable, Mapping, NamedTuple, Sequence
 
@@ -86,13 +85,16 @@ def rollout_starts(episodes: Sequence[Episode], frames: Mapping[str, np.ndarray]
 
 
 def decode_frames(ctx: EvalContext, tokens: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """int [..., h, w] tokens -> float32 [..., H, W, 3] frames in [0, 1]."""
+    """int [..., h, w] tokens -> float32 [..., H, W, 3] frames in [0, 1], decoded in whole
+    batches (the last one padded): one compiled shape for every call."""
     lead, grid = tokens.shape[:-2], tokens.shape[-2:]
     flat = np.asarray(tokens).reshape(-1, *grid)
-    out = [np.asarray(api.decode(ctx.tokenizer_params, flat[i:i + batch_size],
-                                 model=ctx.tokenizer))
-           for i in range(0, len(flat), batch_size)]
-    out = np.concatenate(out)
+    n = len(flat)
+    size = min(batch_size, n)
+    flat = np.concatenate([flat, flat[:(-n) % size]])
+    out = [np.asarray(api.decode(ctx.tokenizer_params, flat[i:i + size], model=ctx.tokenizer))
+           for i in range(0, len(flat), size)]
+    out = np.concatenate(out)[:n]
     return out.reshape(*lead, *out.shape[1:])
 
 
@@ -259,7 +261,7 @@ def evaluate_text_model(ctx: EvalContext, episodes: Sequence[Episode],
 def _to_uint8(frames: np.ndarray) -> np.ndarray:
     if frames.dtype == np.uint8:
         return frames
-    return np.round(np.clip(frames, 0.0, 1.0) * 255).astype(np.uint8)
+    return np.asarray(api.to_uint8(frames))
 
 
 def write_rollout_gifs(out_dir: str, ctx: EvalContext, starts: RolloutStarts,
@@ -316,31 +318,28 @@ def teacher_forced_outputs(ctx: EvalContext, episodes: Sequence[Episode], batch_
         chunk = windows[i:i + batch_size]
         tokens = jnp.asarray(np.stack([w["tokens"] for w in chunk]))
         actions = jnp.asarray(np.stack([w["actions"] for w in chunk]))
-        d, f = _done_and_embedding_of_last(ctx.params, ctx.model, tokens, actions)
+        d, f = _last_frame_outputs(ctx.model, ctx.params, tokens, actions)
         done.append(np.asarray(d))
         features.append(np.asarray(f))
-    done, features = np.concatenate(done)[:n], np.concatenate(features)[:n]
-    bounds = np.cumsum([0] + [len(ep.tokens) for ep in episodes])
-    return [(done[a:b], features[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    done = _split_by_episode(np.concatenate(done)[:n], episodes)
+    features = _split_by_episode(np.concatenate(features)[:n], episodes)
+    return list(zip(done, features, strict=True))
 
 
-@functools.partial(jax.jit, static_argnames="model")
-def _done_and_embedding_of_last(params: PyTree, model: WorldModel, tokens: jax.Array,
-                                actions: jax.Array) -> tuple[jax.Array, jax.Array]:
-    return last_frame_outputs(model, params, tokens, actions)
+_last_frame_outputs = jax.jit(last_frame_outputs, static_argnames="model")
 
 
 def decode_episodes(ctx: EvalContext, episodes: Sequence[Episode], batch_size: int = 64
                     ) -> list[np.ndarray]:
     """Every frame of each episode decoded from its cached tokens: uint8 [T, H, W, 3] each (all
     episodes share whole batches: one compile)."""
-    tokens = np.concatenate([ep.tokens for ep in episodes])
-    n = len(tokens)
-    tokens = np.concatenate([tokens, np.repeat(tokens[:1], (-n) % batch_size, 0)])
-    frames = decode_frames(ctx, tokens, batch_size)[:n]
-    frames = np.round(np.clip(frames, 0.0, 1.0) * 255).astype(np.uint8)
-    bounds = np.cumsum([0] + [len(ep.tokens) for ep in episodes])
-    return [frames[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    frames = decode_frames(ctx, np.concatenate([ep.tokens for ep in episodes]), batch_size)
+    return _split_by_episode(_to_uint8(frames), episodes)
+
+
+def _split_by_episode(values: np.ndarray, episodes: Sequence[Episode]) -> list[np.ndarray]:
+    """[sum of T_e, ...] values of every episode's frames, concatenated -> one [T_e, ...] each."""
+    return np.split(values, np.cumsum([len(ep.tokens) for ep in episodes])[:-1])
 
 
 def spearman(values: np.ndarray) -> float:

@@ -20,9 +20,7 @@ from experiments.stages import world_model as wm_stages
 from roboscape_jax.policies import loading
 from roboscape_jax.policies.image import dummy_observation
 from roboscape_jax.utils.metrics import read_jsonl
-from tests.conftest import REPO_ROOT
-
-TINY = os.path.join(REPO_ROOT, "tests", "data", "tiny_maniskill", "1.0.0")
+from tests.experiments.conftest import debug_workdir
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -37,10 +35,7 @@ def _stages(*names):
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     """A debug workdir with the dataset, a tokenizer, the token cache and both world models."""
-    root = tmp_path_factory.mktemp("pipeline")
-    dataset = root / tok_stages.DATASET_SUBDIR
-    dataset.parent.mkdir(parents=True)
-    os.symlink(TINY, dataset)
+    root = debug_workdir(tmp_path_factory)
     config = tiny.get_config("debug")
     tok_stages.run_train_tokenizer(config, str(root / "train_tokenizer"))
     tok_stages.run_tokenize_dataset(config, str(root / "tokenize_dataset"))

@@ -11,18 +11,12 @@ from experiments.configs import tiny
 from experiments.stages import tokenizer as stages
 from experiments.stages import world_model as wm_stages
 from roboscape_jax.tokenizer.tokenize import load_tokens
-from tests.conftest import REPO_ROOT
-
-TINY = os.path.join(REPO_ROOT, "tests", "data", "tiny_maniskill", "1.0.0")
+from tests.experiments.conftest import debug_workdir
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pipeline")
-    dataset = root / stages.DATASET_SUBDIR
-    dataset.parent.mkdir(parents=True)
-    os.symlink(TINY, dataset)
-    return root
+    return debug_workdir(tmp_path_factory)
 
 
 def test_train_then_tokenize(workdir):
