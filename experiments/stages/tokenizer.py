@@ -71,5 +71,6 @@ def run_tokenize_dataset(config, out_dir: str) -> dict[str, Any]:
             DatasetEpisodes(dataset_dir(out_dir), split),
             os.path.join(out_dir, split),
             tokenizer_id=tok_train.model_fingerprint(config.tokenizer),
+            hysteresis=config.tokenizer.cache.hysteresis,
         )
     return counts

@@ -88,6 +88,12 @@ def _encode(params: PyTree, frames: jax.Array, model: FrameTokenizer) -> jax.Arr
 
 
 @functools.partial(jax.jit, static_argnames="model")
+def _encode_latents(params: PyTree, frames: jax.Array, model: FrameTokenizer) -> jax.Array:
+    latents, _ = model.apply(params, frames_to_model_input(frames), method=FrameTokenizer.encode)
+    return latents
+
+
+@functools.partial(jax.jit, static_argnames="model")
 def _decode(params: PyTree, tokens: jax.Array, model: FrameTokenizer) -> jax.Array:
     x = model.apply(params, tokens.astype(jnp.int32), method=FrameTokenizer.decode_indices)
     f = model.downsample_factor
@@ -102,6 +108,12 @@ def encode(params: PyTree, frames, *, model: FrameTokenizer) -> jax.Array:
     """
     check_frames(frames, model)
     return _encode(params, frames, model)
+
+
+def encode_latents(params: PyTree, frames, *, model: FrameTokenizer) -> jax.Array:
+    """Frames -> pre-quantization latents float32 [B, h, w, K] (their signs are the codes)."""
+    check_frames(frames, model)
+    return _encode_latents(params, frames, model)
 
 
 def decode(params: PyTree, tokens, *, model: FrameTokenizer) -> jax.Array:

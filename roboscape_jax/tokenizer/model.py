@@ -27,6 +27,28 @@ def lfq_quantize(z: jax.Array) -> jax.Array:
     return z + jax.lax.stop_gradient(q - z)
 
 
+def hysteresis_quantize(latents: jax.Array, margin: float) -> jax.Array:
+    """Sign codes of a frame sequence that keep the previous frame's bit while |z| < margin.
+
+    LFQ bits whose latent sits near zero flip between frames on pixel noise; the world model
+    cannot predict such flips, and either sign decodes about equally well (|z| is small). Keeping
+    the previous sign inside the margin (margin 0 = plain `lfq_quantize`) cuts those flips: on the
+    tiny tokenizer margin 0.15 removes about a third of the token changes per step for +1-2%
+    reconstruction LPIPS (README, Performance). The first frame is quantized plainly.
+
+    Args: latents [T, ..., K] of consecutive frames. Returns: [T, ..., K] codes in {-1, +1}.
+    """
+    plain = jnp.where(latents >= 0, 1.0, -1.0).astype(latents.dtype)
+
+    def step(previous, frame):
+        z, q = frame
+        code = jnp.where(jnp.abs(z) < margin, previous, q)
+        return code, code
+
+    _, rest = jax.lax.scan(step, plain[0], (latents[1:], plain[1:]))
+    return jnp.concatenate([plain[:1], rest])
+
+
 def bits_to_index(q: jax.Array) -> jax.Array:
     """Code index of {-1, +1} codes, LSB first: sum_k [q_k > 0] 2^k. [..., K] -> [...] int32."""
     num_bits = q.shape[-1]

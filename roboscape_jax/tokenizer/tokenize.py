@@ -15,10 +15,11 @@ import os
 import re
 from typing import Any, Iterable, Protocol
 
+import jax
 import numpy as np
 
 from roboscape_jax.tokenizer import api
-from roboscape_jax.tokenizer.model import FrameTokenizer
+from roboscape_jax.tokenizer.model import FrameTokenizer, bits_to_index, hysteresis_quantize
 from roboscape_jax.types import PyTree
 from roboscape_jax.utils.files import write_json
 
@@ -67,17 +68,22 @@ def _write_manifest(cache_dir: str, manifest: dict[str, Any]) -> None:
 
 def tokenize_episodes(model: FrameTokenizer, params: PyTree, episodes: EpisodeSource,
                       cache_dir: str, *, tokenizer_id: dict[str, Any],
-                      batch_size: int = 64) -> dict[str, int]:
+                      batch_size: int = 64, hysteresis: float = 0.0) -> dict[str, int]:
     """Writes `cache_dir/<id>.npz` (tokens int32 [T, h, w]) for every episode not cached yet.
 
     Args:
       tokenizer_id: identifies the tokenizer (e.g. train.model_fingerprint(config)); a cache
-        written under another id is refused.
+        written under another id (or another `hysteresis`) is refused.
+      hysteresis: a bit keeps the previous frame's sign while its latent |z| < hysteresis
+        (model.hysteresis_quantize): fewer noise flips for the world model to predict.
       When `episodes` also has `get_extras(id) -> dict of arrays` (actions, done, ...), those are
       stored beside the tokens, so the world model reads one file per episode.
     Returns: {"written": n, "skipped": m}.
     """
     os.makedirs(cache_dir, exist_ok=True)
+    if hysteresis < 0:
+        raise ValueError(f"hysteresis must be >= 0, got {hysteresis}")
+    tokenizer_id = {**tokenizer_id, **({"hysteresis": hysteresis} if hysteresis else {})}
     _write_manifest(cache_dir, {"tokenizer": tokenizer_id, "num_bits": model.num_bits,
                                 "num_factors": model.num_factors,
                                 "downsample_factor": model.downsample_factor})
@@ -87,7 +93,8 @@ def tokenize_episodes(model: FrameTokenizer, params: PyTree, episodes: EpisodeSo
         if os.path.exists(path):
             skipped += 1
             continue
-        tokens = encode_padded(model, params, episodes.get_episode(episode_id), batch_size)
+        tokens = encode_padded(model, params, episodes.get_episode(episode_id), batch_size,
+                               hysteresis)
         extras = episodes.get_extras(episode_id) if hasattr(episodes, "get_extras") else {}
         tmp = path[:-len(".npz")] + ".tmp.npz"
         np.savez(tmp, tokens=tokens, **extras)
@@ -97,14 +104,27 @@ def tokenize_episodes(model: FrameTokenizer, params: PyTree, episodes: EpisodeSo
 
 
 def encode_padded(model: FrameTokenizer, params: PyTree, frames: np.ndarray,
-                  batch_size: int) -> np.ndarray:
-    """Encodes [T, H, W, 3] frames in batches of exactly `batch_size` (the last one padded with
-    copies of the last frame), so episodes of any length reuse one compiled program."""
+                  batch_size: int, hysteresis: float = 0.0) -> np.ndarray:
+    """Encodes the consecutive frames [T, H, W, 3] of one episode in batches of exactly
+    `batch_size` (the last one padded with copies of the last frame), so episodes of any length
+    reuse one compiled program; with `hysteresis` > 0 the codes are `hysteresis_quantize`d."""
     num_frames = len(frames)
     padded = np.concatenate([frames, np.repeat(frames[-1:], -num_frames % batch_size, axis=0)])
-    tokens = [np.asarray(api.encode(params, padded[i:i + batch_size], model=model))
-              for i in range(0, len(padded), batch_size)]
-    return np.concatenate(tokens)[:num_frames]
+    if not hysteresis:
+        tokens = [np.asarray(api.encode(params, padded[i:i + batch_size], model=model))
+                  for i in range(0, len(padded), batch_size)]
+        return np.concatenate(tokens)[:num_frames]
+    latents = np.concatenate([np.asarray(api.encode_latents(params, padded[i:i + batch_size],
+                                                            model=model))
+                              for i in range(0, len(padded), batch_size)])
+    return np.asarray(_sticky_indices(latents, hysteresis))[:num_frames]
+
+
+@jax.jit
+def _sticky_indices(latents: jax.Array, hysteresis: float) -> jax.Array:
+    """Code indices [T, h, w] of `hysteresis_quantize`d latents [T, h, w, K] (T padded to a
+    multiple of the batch size, so few lengths compile)."""
+    return bits_to_index(hysteresis_quantize(latents, hysteresis))
 
 
 def load_tokens(cache_dir: str, episode_id: str) -> np.ndarray:

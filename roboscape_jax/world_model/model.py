@@ -29,7 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from roboscape_jax.tokenizer.model import index_to_subcodes
+from roboscape_jax.tokenizer.model import index_to_bits, index_to_subcodes
 from roboscape_jax.types import PyTree
 from roboscape_jax.utils.config import dataclass_from_config
 from roboscape_jax.world_model.transformer import STTransformer
@@ -63,6 +63,14 @@ class WorldModelConfig:
     # (a pointer to "no change"), so the model copies from the first step and spends its
     # capacity on what moves. 0 disables it; the value is the gate's initial bias.
     copy_bias_init: float = 0.0
+    # Change parameterisation: the head's class j means "this token's code is the previous frame's
+    # code XOR j" (per sub-code), mapped back to code logits inside the model. Class 0 is "no
+    # change" for every code, and a flip pattern learned on one code serves all codes, where an
+    # absolute head must learn a 2^bits-way identity map before it can even copy.
+    predict_change: bool = False
+    # Embed each code also through its bits (a linear map of the {-1, +1} code vector): codes
+    # that differ in one bit start close, which the lookup table alone does not know.
+    bit_embedding: bool = False
     remat: bool = False
     dtype: str = "float32"  # compute dtype ("bfloat16" on accelerators)
 
@@ -159,6 +167,9 @@ class WorldModel(nn.Module):
         offsets = c.vocab_per_factor * jnp.arange(c.num_factors)
         table = nn.Embed(c.num_factors * c.vocab_per_factor, c.width, name="token_embedding")
         x = table(sub + offsets).sum(-2)  # [B, T, h, w, D]
+        if c.bit_embedding:
+            x = x + nn.Dense(c.width, use_bias=False, name="bit_embedding")(
+                index_to_bits(tokens, c.num_bits))
         mask_embedding = self.param("mask_embedding", nn.initializers.normal(0.02), (c.width,))
         if token_mask is not None:
             x = jnp.where(token_mask[..., None], mask_embedding, x)
@@ -176,6 +187,17 @@ class WorldModel(nn.Module):
         one_hot = jax.nn.one_hot(previous, c.vocab_per_factor, dtype=jnp.float32)
         one_hot = jnp.concatenate([jnp.zeros_like(one_hot[:, :1]), one_hot], axis=1)
         return gate.astype(jnp.float32)[..., None] * one_hot
+
+    def _change_to_code_logits(self, logits: jax.Array, tokens: jax.Array) -> jax.Array:
+        """[B, T, K, F, V_f] change logits -> code logits: code v of frame t gets the logit of
+        change (v XOR previous sub-code); frame 0 (no previous frame) reads them as codes."""
+        c = self.config
+        b, t = tokens.shape[:2]
+        previous = index_to_subcodes(tokens[:, :-1].reshape(b, t - 1, -1), c.num_bits,
+                                     c.num_factors)  # [B, T-1, K, F]
+        previous = jnp.concatenate([jnp.zeros_like(previous[:, :1]), previous], axis=1)
+        change = jnp.arange(c.vocab_per_factor, dtype=jnp.int32) ^ previous[..., None]
+        return jnp.take_along_axis(logits, change, axis=-1)
 
     @nn.compact
     def __call__(self, tokens: jax.Array, control: jax.Array, control_mask: jax.Array | None = None,
@@ -199,6 +221,8 @@ class WorldModel(nn.Module):
             self._embed(tokens, token_mask), ctrl, ctrl_mask)  # [B, T, K, D]
         logits = nn.DenseGeneral((c.num_factors, c.vocab_per_factor), name="logits")(x)
         logits = logits.astype(jnp.float32)
+        if c.predict_change:
+            logits = self._change_to_code_logits(logits, tokens)
         if c.copy_bias_init:
             logits = logits + self._copy_prior(x, tokens)
         logits = logits.reshape(b, t, c.grid_height, c.grid_width, c.num_factors,

@@ -10,6 +10,7 @@ import pytest
 from roboscape_jax.tokenizer.losses import commitment_loss, lfq_entropy_loss, lfq_entropy_terms
 from roboscape_jax.tokenizer.model import (
     bits_to_index,
+    hysteresis_quantize,
     index_to_bits,
     index_to_subcodes,
     lfq_quantize,
@@ -102,3 +103,10 @@ def test_commitment_loss_by_hand():
     z = jnp.array([[0.5, -2.0]])
     # q = (+1, -1): ((0.5 - 1)^2 + (-2 + 1)^2) / 2 = (0.25 + 1) / 2
     np.testing.assert_allclose(commitment_loss(z, lfq_quantize(z)), 0.625, rtol=1e-6)
+
+
+def test_hysteresis_keeps_a_sign_inside_the_margin_and_follows_outside():
+    z = jnp.array([[0.5, -0.5], [-0.1, -0.05], [-0.3, 0.1], [0.05, 0.3]])  # [T=4, K=2]
+    np.testing.assert_array_equal(hysteresis_quantize(z, 0.2),
+                                  [[1, -1], [1, -1], [-1, -1], [-1, 1]])
+    np.testing.assert_array_equal(hysteresis_quantize(z, 0.0), lfq_quantize(z))

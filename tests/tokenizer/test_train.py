@@ -121,6 +121,16 @@ def test_token_cache_is_written_once_and_refuses_another_tokenizer(debug_run, tm
                              batch_size=8) == {"written": 0, "skipped": 2}
     with pytest.raises(ValueError, match="another tokenizer"):
         tokenize_episodes(model, params, episodes, cache, tokenizer_id={"other": 1})
+    with pytest.raises(ValueError, match="another tokenizer"):  # hysteresis codes are others
+        tokenize_episodes(model, params, episodes, cache, tokenizer_id=tokenizer_id,
+                          hysteresis=0.5)
+    sticky_cache = str(tmp_path / "sticky")
+    tokenize_episodes(model, params, episodes, sticky_cache, tokenizer_id=tokenizer_id,
+                      batch_size=8, hysteresis=0.5)
+    sticky = load_tokens(sticky_cache, "ep_1")
+    np.testing.assert_array_equal(sticky[0], tokens[0])  # the first frame is quantized plainly
+    bit_flips = lambda x: np.sum(np.diff((x[..., None] >> np.arange(model.num_bits)) & 1, axis=0) != 0)  # noqa: E731,E501
+    assert bit_flips(sticky) <= bit_flips(tokens)  # a kept bit flips later at most once
 
 
 def test_launcher_debug_smoke_run(tmp_path):

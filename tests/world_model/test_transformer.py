@@ -5,9 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from roboscape_jax.world_model import losses
 from roboscape_jax.world_model.model import WorldModel, WorldModelConfig
 from roboscape_jax.world_model.transformer import STBlock
-from tests.world_model.conftest import TINY, random_inputs
+from tests.world_model.conftest import TINY, make_model, random_inputs
 
 
 def test_st_block_parameter_count():
@@ -85,3 +86,18 @@ def test_shorter_window_is_accepted_longer_is_not(action_model):
     longer = jnp.concatenate([tokens, tokens[:, :1]], 1)
     with pytest.raises(ValueError, match="at most 3"):
         model.apply(params, longer, jnp.concatenate([actions, actions[:, :1]], 1))
+
+
+def test_change_head_reads_its_classes_as_flips_of_the_previous_code():
+    """Class j of a predict_change head is 'previous code XOR j' (per sub-code): a head that
+    always says class 0 copies frame t-1, one that says class 1 flips each sub-code's lowest bit."""
+    model, params = make_model("action", predict_change=True, bit_embedding=True)
+    tokens, actions, _ = random_inputs(model.config, jax.random.PRNGKey(7))
+    head = params["params"]["logits"]
+    for change, expected in ((0, tokens[:, :-1]), (1, tokens[:, :-1] ^ 0b001001)):
+        bias = jnp.zeros_like(head["bias"]).at[:, change].set(10.0)
+        forced = {"params": {**params["params"], "logits": {
+            "kernel": jnp.zeros_like(head["kernel"]), "bias": bias}}}
+        predicted = losses.predicted_tokens(model.apply(forced, tokens, actions).logits)
+        np.testing.assert_array_equal(predicted[:, 1:], expected)
+    assert "bit_embedding" in params["params"]
