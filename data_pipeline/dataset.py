@@ -104,7 +104,7 @@ class DatasetEpisodes:
         instruction = steps[0]["language_instruction"].decode()
         features = make_text_encoder("minilm-l6").encode([instruction])
         return {
-            "actions": np.stack([steps[t]["action"] for t in range(n)]),
+            "actions": episode_actions(steps),
             "text": np.asarray(features.tokens[0], np.float32),
             "text_mask": np.asarray(features.mask[0]),
             "done": np.asarray([steps[t]["success"] for t in range(n)], np.float32),
@@ -113,6 +113,27 @@ class DatasetEpisodes:
             "task_id": np.asarray(episode["episode_metadata"]["task_id"], np.int32),
             "split": np.asarray(self.split),
         }
+
+
+def executed_actions(labels: np.ndarray) -> np.ndarray:
+    """The normalised actions Panda's `pd_ee_delta_pose` controller executes for recorded labels
+    [..., 7]: positions clipped to [-1, 1], the Euler rotation scaled to norm <= 1 (what the
+    controller does before multiplying by -0.1 rad), gripper as is. Labels keep the raw rotation
+    delta to the planner's target, up to 31 units where the target turns the gripper by about
+    180 degrees (18% of yaw labels exceed 1 in the `tiny` data); learning from the executed
+    action keeps those outliers out of the policy's and the world model's targets."""
+    labels = np.asarray(labels, np.float32)
+    if labels.shape[-1] != 7:
+        raise ValueError(f"expected 7-D delta-EE actions, got shape {labels.shape}")
+    rotation = labels[..., 3:6]
+    norm = np.linalg.norm(rotation, axis=-1, keepdims=True)
+    return np.concatenate([np.clip(labels[..., :3], -1, 1), rotation / np.maximum(norm, 1.0),
+                           labels[..., 6:]], axis=-1)
+
+
+def episode_actions(steps) -> np.ndarray:
+    """float32 [T, 7] executed actions (`executed_actions`) of an RLDS episode's steps."""
+    return executed_actions(np.stack([steps[t]["action"] for t in range(len(steps))]))
 
 
 def _staged(staging_dir: str) -> tuple[list[dict], list[dict]]:

@@ -6,6 +6,10 @@ Prints the fraction of tokens that change per step in each view, the bits flippe
 token, the latent magnitude |z| of flipped bits against all bits (flips at the sign boundary are
 noise-like), and the fraction of 8x8 patches whose pixels really change. The world models can only
 predict what the tokens do; codes that flip on tiny pixel changes cap them (README, Performance).
+
+With --margins, also the token changes per step and the reconstruction LPIPS / PSNR of codes
+quantized with each hysteresis margin (`tokenizer.model.hysteresis_quantize`, the token cache's
+`tokenizer.cache.hysteresis`): what a margin removes against what it costs.
 """
 
 import os
@@ -24,6 +28,35 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/tiny", "Pipeline workdir (datase
 _SPLIT = flags.DEFINE_string("split", "val", "Dataset split.")
 _EPISODES = flags.DEFINE_integer("episodes", 6, "Episodes to probe.")
 _VARIANT = flags.DEFINE_string("variant", "tiny", "Tokenizer config variant of the checkpoint.")
+_MARGINS = flags.DEFINE_list("margins", [], "Hysteresis margins to compare, e.g. 0,0.1,0.2.")
+
+
+def hysteresis_table(model, params, episodes: list[np.ndarray], margins: list[float]) -> None:
+    """Token changes per step (third / wrist view) and reconstruction LPIPS / PSNR per margin."""
+    import jax.numpy as jnp
+
+    from roboscape_jax.tokenizer.losses import load_lpips_params, lpips_distance
+    from roboscape_jax.tokenizer.model import hysteresis_quantize
+
+    lpips_params = load_lpips_params()
+    encode = jax.jit(lambda x: model.apply(params, frames_to_model_input(x),
+                                           method=FrameTokenizer.encode)[0])
+    decode = jax.jit(lambda q: model.apply(params, q, method=FrameTokenizer.decode_codes))
+    lpips = jax.jit(lambda a, b: lpips_distance(lpips_params, a, b))
+    latents = [encode(frames) for frames in episodes]
+    for margin in margins:
+        third, wrist, dist, psnr = [], [], [], []
+        for frames, z in zip(episodes, latents, strict=True):
+            codes = hysteresis_quantize(z, margin)
+            changed = np.asarray((codes[1:] != codes[:-1]).any(-1))
+            half = changed.shape[1] // 2
+            third.append(changed[:, :half].mean()), wrist.append(changed[:, half:].mean())
+            target, recon = frames_to_model_input(frames), decode(codes)
+            dist.append(float(jnp.mean(lpips(target, recon))))
+            psnr.append(float(10 * jnp.log10(4.0 / jnp.mean(jnp.square(target - recon)))))
+        print(f"hysteresis {margin:.2f}: tokens changing per step third {np.mean(third):.3f} / "
+              f"wrist {np.mean(wrist):.3f}; reconstruction LPIPS {np.mean(dist):.4f}, "
+              f"PSNR {np.mean(psnr):.2f} dB")
 
 
 def main(argv):
@@ -59,6 +92,9 @@ def main(argv):
     print(f"latent |z|: all bits median {np.median(every):.3f}; flipped bits median "
           f"{np.median(flipped):.3f} (90th percentile {np.percentile(flipped, 90):.3f})")
     print(f"{f}x{f} patches with a pixel change > 8/255 between frames: {np.mean(patches):.3f}")
+    if _MARGINS.value:
+        episodes = [source.get_episode(i) for i in source.episode_ids()[:_EPISODES.value]]
+        hysteresis_table(model, params, episodes, [float(m) for m in _MARGINS.value])
 
 
 if __name__ == "__main__":

@@ -5,10 +5,12 @@ in) or "text" (the golden-trajectory model). The token grid and bits must match 
 variant whose cache the model trains on (experiments/configs/tokenizer.py).
   debug  1 block, width 32, 3-frame windows, 16x8 tokens of 6 bits (the debug tokenizer).
   tiny   4 blocks, width 128, 4 heads, 4-frame windows, 16x8 tokens of 10 bits predicted as one
-         1024-way code (the tiny tokenizer), a copy head, batch 16: <= 30 minutes of training on
-         2 CPU cores (about 1.4 s per step). Bit-wise heads (num_factors = num_bits) give partial
-         credit for nearly right codes; on the earlier 18-bit tokenizer they scored 87% of a
-         changing token's bits but under 1% of its codes, so the joint softmax is the default.
+         1024-way change of the previous code (`predict_change`: class 0 copies, so copying is
+         learned in 20 steps; a learned copy gate instead won every token and a plain code head
+         could not even copy after 400 steps), codes embedded also through their bits, batch 16:
+         about 30 minutes of training on 2 CPU cores (about 1.8 s per step). Bit-wise heads
+         (num_factors = num_bits) give partial credit for nearly right codes; on the earlier
+         18-bit tokenizer they scored 87% of a changing token's bits but under 1% of its codes.
   base   12 blocks, width 256, 8 heads, 8-frame windows, 12-bit codes as 2 x 2^6, for a GPU.
   paper  the authors' model: 32 blocks, width 512, 8 heads, 16-frame windows, 2^18 = 2 x 2^9 codes
          (their frame is 16x16 tokens; the paper tokenizer here gives 16x8), remat and bfloat16.

@@ -21,7 +21,7 @@ from roboscape_jax.policies import sft
 def load_sft_episodes(dataset_dir: str, split: str, *, max_episodes: int = 0
                       ) -> list[sft.SFTEpisode]:
     """Episodes of `split` (the first `max_episodes`, 0: all) with frames, actions, embedding."""
-    from data_pipeline.dataset import open_split, two_view_frames  # reads TFDS
+    from data_pipeline.dataset import episode_actions, open_split, two_view_frames  # TFDS
 
     source = open_split(dataset_dir, split)
     count = len(source) if max_episodes <= 0 else min(max_episodes, len(source))
@@ -30,8 +30,7 @@ def load_sft_episodes(dataset_dir: str, split: str, *, max_episodes: int = 0
     episodes = []
     for i in range(count):
         steps = source[i]["steps"]
-        actions = np.stack([steps[t]["action"] for t in range(len(steps))]).astype(np.float32)
-        episodes.append(sft.SFTEpisode(two_view_frames(steps), actions,
+        episodes.append(sft.SFTEpisode(two_view_frames(steps), episode_actions(steps),
                                        np.asarray(steps[0]["language_embedding"], np.float32)))
     return episodes
 

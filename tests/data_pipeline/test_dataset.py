@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from data_pipeline import scenes as sc
-from data_pipeline.dataset import decode_image, open_split
+from data_pipeline.dataset import decode_image, executed_actions, open_split
 from tests.conftest import REPO_ROOT
 
 TINY = os.path.join(REPO_ROOT, "tests", "data", "tiny_maniskill", "1.0.0")
@@ -56,3 +56,14 @@ def test_episode_steps_follow_rlds(splits):
 def test_missing_dataset_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="no dataset at"):
         open_split(str(tmp_path / "nope"), "train")
+
+
+def test_executed_actions_clip_position_and_scale_rotation_to_unit_norm():
+    labels = np.array([[0.5, -2.0, 0.1, 3.0, 0.0, -4.0, -1.0],    # rotation norm 5
+                       [0.0, 0.2, -0.3, 0.3, -0.4, 0.0, 1.0]])    # inside the range: unchanged
+    executed = executed_actions(labels)
+    np.testing.assert_allclose(executed[0], [0.5, -1.0, 0.1, 0.6, 0.0, -0.8, -1.0], rtol=1e-6)
+    np.testing.assert_allclose(executed[1], labels[1], rtol=1e-6)
+    assert executed.dtype == np.float32
+    with pytest.raises(ValueError, match="7-D"):
+        executed_actions(labels[:, :6])
