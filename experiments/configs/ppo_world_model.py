@@ -32,7 +32,9 @@ def ppo_world_model_config(variant: str = "tiny") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.reset_log_std = True  # with an SFT policy: log std back to policy.log_std_init
     # EnvConfig fields (roboscape_jax/env/world_model_env.py); copy_penalty: the value the
-    # evaluate_world_models stage chose on val (its action/eval/report.json).
+    # evaluate_world_models stage chose on val (its action/eval/report.json). reward:
+    # "world_model" (Eq. 9), or the paper's "embedding" / "proxy" baselines, whose heads the
+    # evaluate_world_models stage of the pipeline workdir fits and saves.
     c.env = ml_collections.ConfigDict(dict(
         max_steps=100, tau_done=0.9, tau_sparse=0.9, sparse_bonus=10.0, num_maskgit_steps=2,
         temperature=0.0, done_pass=False, copy_penalty=0.0, reward="world_model",

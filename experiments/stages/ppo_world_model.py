@@ -25,7 +25,7 @@ import ml_collections
 import numpy as np
 
 from experiments.configs.sft import DATASET_SUBDIR
-from roboscape_jax.env import EnvConfig, Scenes, WorldModelEnv, make_scenes
+from roboscape_jax.env import EnvConfig, Scenes, WorldModelEnv, make_scenes, reward_baselines
 from roboscape_jax.policies import sft
 from roboscape_jax.rl import LogWrapper
 from roboscape_jax.rl.loop import train_in_chunks
@@ -138,7 +138,19 @@ def make_env(config, workdir: str) -> tuple[WorldModelEnv, Any]:
     (tok, tok_params), (model, params) = models["tokenizer"], models["action"]
     env = WorldModelEnv(tok, model, EnvConfig.from_config(config.env))
     scenes = load_or_make_scenes(config, models, workdir, env.frame_shape)
-    return env, env.make_params(tok_params, params, tok_train.load_lpips_params(), scenes)
+    head = None
+    if env.config.reward != "world_model":  # a baseline head the pipeline's evaluation fit
+        if not config.pipeline_workdir:
+            raise ValueError(f"env.reward={env.config.reward!r} needs a fitted head: set "
+                             "pipeline_workdir to a workdir whose evaluate_world_models ran")
+        head = reward_baselines.load_reward_head(
+            reward_head_path(config.pipeline_workdir, env.config.reward))
+    return env, env.make_params(tok_params, params, tok_train.load_lpips_params(), scenes, head)
+
+
+def reward_head_path(root: str, name: str) -> str:
+    """Where the evaluate_world_models stage of workdir `root` saves the `name` baseline head."""
+    return os.path.join(root, "evaluate_world_models", "rewards", f"{name}_head.msgpack")
 
 
 def initial_policy_params(config, env: WorldModelEnv, env_params) -> Any | None:

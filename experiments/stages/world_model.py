@@ -188,6 +188,14 @@ def fit_reward_baselines(ctx: wm_eval.EvalContext, train: list[data.Episode], *,
     return heads
 
 
+def save_reward_heads(out_dir: str, heads: dict[str, reward_baselines.RewardHead]) -> None:
+    """`out_dir/rewards/<name>_head.msgpack`: what the world-model env's baseline rewards load
+    (`ppo_world_model.reward_head_path`)."""
+    for name, head in heads.items():
+        reward_baselines.save_reward_head(
+            os.path.join(out_dir, "rewards", f"{name}_head.msgpack"), head)
+
+
 def reward_diagnostics(config, ctx: wm_eval.EvalContext, out_dir: str, goals,
                        frames: Frames, train: list[data.Episode]) -> dict[str, Any]:
     """Paper Fig. 3 at this scale: rewards along real successful expert episodes, their rank
@@ -198,6 +206,7 @@ def reward_diagnostics(config, ctx: wm_eval.EvalContext, out_dir: str, goals,
     tau = config.world_models["action"].sampling.done_threshold
     heads = fit_reward_baselines(ctx, train, steps=config.world_model_eval.reward_fit_steps,
                                  seed=config.seed)
+    save_reward_heads(out_dir, heads)
     report: dict[str, Any] = {}
     for split, (episodes, goal) in goals.items():
         keep = [i for i, ep in enumerate(episodes) if ep.done[-1] >= 0.5]  # successful only:

@@ -2,6 +2,7 @@
 
   observation.py      the policy's observation; ObservationAdapter for real (simulator) frames
   rewards.py          Eq. (5) dense LPIPS reward, Eqs. (7)-(8) sparse done reward
+  reward_baselines.py the paper's embedding (iVideoGPT) and proxy (DiWA) reward heads
   scenes.py           Scenes, make_scenes (goal frames from the golden trajectory, Eq. 6)
   world_model_env.py  WorldModelEnv: gymnax-style pure reset/step over the action world model
   gym_wrapper.py      Gymnasium Env and VectorEnv around the jitted env (numpy in and out)

@@ -9,10 +9,13 @@ dense rule reward, which the world-model reward never sees:
 `fit_reward_head` trains either head by mean-squared error on (features, reward) pairs with a
 fixed seed; `RewardHead.predict` maps new features to rewards. Features are standardised with the
 training set's statistics, saved in the head, so a head scores any split the same way.
+`save_reward_head` / `load_reward_head` keep a fitted head on disk (msgpack, written atomically),
+so the world-model env can pay it as its reward (`EnvConfig.reward = "embedding" | "proxy"`).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import chex
@@ -21,9 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import struct
+from flax import serialization, struct
 
 from roboscape_jax.types import PyTree
+from roboscape_jax.utils.files import atomic_path
 
 BASELINES = ("embedding", "proxy")
 
@@ -114,3 +118,22 @@ def fit_reward_head(features: np.ndarray, rewards: np.ndarray, *, steps: int = 2
     head = RewardHead(params, jnp.asarray(mean), jnp.asarray(std), tuple(hidden))
     mse = float(jnp.mean((head.predict(features) - y) ** 2))
     return head, {"train_mse": mse, "train_mse_of_mean": float(np.var(rewards))}
+
+
+def save_reward_head(path: str, head: RewardHead) -> None:
+    """Writes a fitted head (parameters, feature statistics, hidden widths) to `path`."""
+    state = {"params": jax.device_get(head.params), "mean": np.asarray(head.mean),
+             "std": np.asarray(head.std), "hidden": np.asarray(head.hidden, np.int32)}
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(serialization.msgpack_serialize(state))
+
+
+def load_reward_head(path: str) -> RewardHead:
+    """A head written by `save_reward_head` (FileNotFoundError naming `path` if absent)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no fitted reward head at {path}: run the "
+                                "evaluate_world_models stage, which fits the baselines")
+    with open(path, "rb") as f:
+        state = serialization.msgpack_restore(f.read())
+    return RewardHead(jax.tree.map(jnp.asarray, state["params"]), jnp.asarray(state["mean"]),
+                      jnp.asarray(state["std"]), tuple(int(h) for h in state["hidden"]))

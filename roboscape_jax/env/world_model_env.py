@@ -9,7 +9,9 @@
 The gymnax 1.0 API: every function is pure and single-scene, all weights live in `EnvParams`
 (none on `self`, so jitting with the env closed over bakes in no constants), shapes are static.
 A step predicts the next frame's tokens and done with MaskGIT (`sampling.predict_next_frame`),
-decodes them, and scores the frame against the scene's goal (`rewards.py`). It terminates when
+decodes them, and scores the frame against the scene's goal (`rewards.py`), or, with
+reward="embedding" | "proxy", pays a baseline head fit to the simulator's rule reward
+(`reward_baselines.py`: the paper's iVideoGPT- and DiWA-style baselines). It terminates when
 done > tau_done, truncates after `max_steps`, and `step` auto-resets to a random scene (the
 pre-reset observation is `info["final_observation"]`); `step_env` does not reset.
 
@@ -39,13 +41,14 @@ from flax import struct
 from gymnax.environments import spaces
 
 from roboscape_jax.env.observation import integrate_gripper, policy_observation
+from roboscape_jax.env.reward_baselines import RewardHead, pooled_frame_features
 from roboscape_jax.env.rewards import VIEWS, dense_reward, sparse_reward
 from roboscape_jax.env.scenes import Scenes, check_scenes
 from roboscape_jax.tokenizer.api import decode, encode, to_uint8
 from roboscape_jax.tokenizer.model import FrameTokenizer
 from roboscape_jax.types import PRNGKey, PyTree
 from roboscape_jax.utils.config import dataclass_from_config
-from roboscape_jax.world_model.model import WorldModel
+from roboscape_jax.world_model.model import WorldModel, last_frame_outputs
 from roboscape_jax.world_model.sampling import initial_window, predict_next_frame, push_frame
 
 REWARDS = ("world_model", "embedding", "proxy")
@@ -94,6 +97,8 @@ class EnvParams:
     scenes: Scenes
     initial_tokens: jax.Array  # int32 [N, h, w] each scene's first frame, tokenized
     initial_obs_frame: jax.Array  # uint8 [N, H, W, 3] the same, decoded
+    # A fitted baseline reward head (`reward_baselines`), for reward="embedding" | "proxy".
+    reward_head: RewardHead | None = None
 
 
 @struct.dataclass
@@ -131,10 +136,6 @@ class WorldModelEnv:
         if c.num_bits != self.tokenizer.num_bits:
             raise ValueError(f"world model has {c.num_bits}-bit tokens, tokenizer "
                              f"{self.tokenizer.num_bits}")
-        if self.config.reward != "world_model":
-            raise NotImplementedError(
-                f"reward {self.config.reward!r} (iVideoGPT embedding / DiWA proxy baseline of "
-                "issue 6) needs a trained reward head, which does not exist yet; use 'world_model'")
 
     @property
     def name(self) -> str:
@@ -150,12 +151,25 @@ class WorldModelEnv:
         return (c.grid_height * f, c.grid_width * f, 3)
 
     def make_params(self, tokenizer_params: PyTree, model_params: PyTree, lpips_params: PyTree,
-                    scenes: Scenes) -> EnvParams:
-        """Checks the scenes (ValueError naming the field) and tokenizes their first frames."""
+                    scenes: Scenes, reward_head: RewardHead | None = None) -> EnvParams:
+        """Checks the scenes (ValueError naming the field) and tokenizes their first frames.
+        `reward_head`: the fitted baseline head the "embedding" / "proxy" rewards need."""
         check_scenes(scenes, self.frame_shape, self.model.config.text_dim)
+        if (self.config.reward != "world_model") != (reward_head is not None):
+            raise ValueError(f"reward={self.config.reward!r} takes "
+                             f"{'a' if self.config.reward != 'world_model' else 'no'} fitted "
+                             "reward head (reward_baselines.load_reward_head)")
+        if reward_head is not None:
+            width = (self.model.config.width if self.config.reward == "embedding"
+                     else pooled_frame_features(jnp.zeros((1, *self.frame_shape), jnp.uint8)
+                                                ).shape[-1])
+            if reward_head.mean.shape != (width,):
+                raise ValueError(f"the {self.config.reward} reward head reads "
+                                 f"{reward_head.mean.shape[0]} features; this env gives {width}")
         tokens = encode(tokenizer_params, scenes.initial_frame, model=self.tokenizer)
         frame = to_uint8(decode(tokenizer_params, tokens, model=self.tokenizer))
-        return EnvParams(tokenizer_params, model_params, lpips_params, scenes, tokens, frame)
+        return EnvParams(tokenizer_params, model_params, lpips_params, scenes, tokens, frame,
+                         reward_head)
 
     def observation_space(self, params: EnvParams) -> spaces.Dict:
         e = params.scenes.instruction.shape[-1]
@@ -200,9 +214,13 @@ class WorldModelEnv:
                                           temperature=c.temperature, done_pass=c.done_pass,
                                           **extra)  # [1, h, w], [1]
         frame = to_uint8(decode(params.tokenizer, tokens, model=self.tokenizer))  # [1, H, W, 3]
-        goal = params.scenes.goal_frame[state.scene][None]
-        dense = dense_reward(params.lpips, frame, goal, c.reward_views)[0]
-        sparse = sparse_reward(done, c.sparse_bonus, c.tau_sparse)[0]
+        if c.reward == "world_model":  # Eq. (9): LPIPS to the goal + the done bonus
+            goal = params.scenes.goal_frame[state.scene][None]
+            dense = dense_reward(params.lpips, frame, goal, c.reward_views)[0]
+            sparse = sparse_reward(done, c.sparse_bonus, c.tau_sparse)[0]
+        else:  # a learned baseline head alone, as the paper's baselines are paid
+            dense = self._baseline_reward(tokens, frame, control, state, params)
+            sparse = jnp.zeros((), jnp.float32)
         state = EnvState(push_frame(state.tokens[None], tokens)[0],
                          push_frame(state.actions[None], action[None])[0],
                          integrate_gripper(state.gripper, action[-1], c.gripper_rate),
@@ -212,6 +230,17 @@ class WorldModelEnv:
                 "goal_reached": params.scenes.goal_reached[state.scene], "scene": state.scene}
         return (self._observation(frame[0], state, params), state, dense + sparse,
                 done[0] > c.tau_done, state.time >= c.max_steps, info)
+
+    def _baseline_reward(self, tokens: jax.Array, frame: jax.Array, control: jax.Array,
+                         state: EnvState, params: EnvParams) -> jax.Array:
+        """[]: the fitted head on the new frame's features: the action model's pooled features
+        of the window ending in it (embedding, one more model pass) or its pooled pixels (proxy)."""
+        if self.config.reward == "proxy":
+            features = pooled_frame_features(frame)
+        else:
+            window = jnp.concatenate([state.tokens[None], tokens[:, None]], axis=1)
+            _, features = last_frame_outputs(self.model, params.model, window, control)
+        return params.reward_head.predict(features)[0]
 
     def step(self, key: PRNGKey, state: EnvState, action: jax.Array, params: EnvParams):
         """`step_env`, then a reset (random scene) where the episode ended, gymnax style."""

@@ -17,6 +17,13 @@ from roboscape_jax.env import (
     sanitize_action,
     sparse_reward,
 )
+from roboscape_jax.env.reward_baselines import (
+    fit_reward_head,
+    load_reward_head,
+    pooled_frame_features,
+    save_reward_head,
+)
+from roboscape_jax.world_model.model import last_frame_outputs
 from tests.env.conftest import MAX_STEPS, NUM_SCENES, init_world_model, random_scenes
 
 KEY = jax.random.PRNGKey(0)
@@ -145,10 +152,44 @@ def test_bad_configs_scenes_and_actions_raise(env_and_params, tokenizer):
                        params)
     with pytest.raises(ValueError, match="reward must be one of"):
         EnvConfig(reward="rule")
-    with pytest.raises(NotImplementedError, match="embedding"):
-        WorldModelEnv(tok, env.model, EnvConfig(reward="embedding"))
+    with pytest.raises(ValueError, match="takes a fitted reward head"):
+        WorldModelEnv(tok, env.model, EnvConfig(reward="embedding")).make_params(
+            tok_params, params.model, params.lpips, scenes)
     with pytest.raises(ValueError, match="action world model"):
         WorldModelEnv(tok, init_world_model("text")[0])
+
+
+@pytest.mark.parametrize("reward", ["proxy", "embedding"])
+def test_baseline_reward_heads_pay_their_prediction(env_and_params, reward, tmp_path):
+    """reward="proxy" pays the head on the new frame's pooled pixels, "embedding" on the action
+    model's features of the window ending in it; heads round-trip through save/load."""
+    env, params = env_and_params
+    features = {"proxy": pooled_frame_features(params.initial_obs_frame),
+                "embedding": jnp.ones((NUM_SCENES, env.model.config.width))}[reward]
+    head, _ = fit_reward_head(np.asarray(features), np.arange(NUM_SCENES, dtype=np.float32),
+                              steps=2, hidden=(8,))
+    save_reward_head(str(tmp_path / "head.msgpack"), head)
+    head = load_reward_head(str(tmp_path / "head.msgpack"))
+    baseline = WorldModelEnv(env.tokenizer, env.model, EnvConfig(max_steps=MAX_STEPS,
+                                                                 reward=reward))
+    bparams = baseline.make_params(params.tokenizer, params.model, params.lpips, params.scenes,
+                                   head)
+    _, state = baseline.reset_to(jnp.int32(1), bparams)
+    obs, next_state, r, *_, info = jax.jit(baseline.step_env)(KEY, state, jnp.zeros(7), bparams)
+    if reward == "proxy":
+        expected = head.predict(pooled_frame_features(obs["frame"][None]))[0]
+    else:
+        window = jnp.concatenate([state.tokens, next_state.tokens[-1:]])[None]
+        control = jnp.concatenate([state.actions, jnp.zeros((1, 7))])[None]
+        expected = head.predict(last_frame_outputs(env.model, params.model, window, control)[1])[0]
+    np.testing.assert_allclose(r, expected, rtol=1e-4, atol=1e-5)
+    assert float(info["sparse"]) == 0.0
+    with pytest.raises(ValueError, match="reads"):  # a head fit on other features
+        other = {"proxy": "embedding", "embedding": "proxy"}[reward]
+        WorldModelEnv(env.tokenizer, env.model, EnvConfig(reward=other)).make_params(
+            params.tokenizer, params.model, params.lpips, params.scenes, head)
+    with pytest.raises(FileNotFoundError, match="evaluate_world_models"):
+        load_reward_head(str(tmp_path / "missing.msgpack"))
 
 
 def test_make_scenes_goal_from_golden_trajectory(tokenizer):
