@@ -116,19 +116,14 @@ class DatasetEpisodes:
 
 
 def executed_actions(labels: np.ndarray) -> np.ndarray:
-    """The normalised actions Panda's `pd_ee_delta_pose` controller executes for recorded labels
-    [..., 7]: positions clipped to [-1, 1], the Euler rotation scaled to norm <= 1 (what the
-    controller does before multiplying by -0.1 rad), gripper as is. Labels keep the raw rotation
-    delta to the planner's target, up to 31 units where the target turns the gripper by about
-    180 degrees (18% of yaw labels exceed 1 in the `tiny` data); learning from the executed
-    action keeps those outliers out of the policy's and the world model's targets."""
-    labels = np.asarray(labels, np.float32)
-    if labels.shape[-1] != 7:
-        raise ValueError(f"expected 7-D delta-EE actions, got shape {labels.shape}")
-    rotation = labels[..., 3:6]
-    norm = np.linalg.norm(rotation, axis=-1, keepdims=True)
-    return np.concatenate([np.clip(labels[..., :3], -1, 1), rotation / np.maximum(norm, 1.0),
-                           labels[..., 6:]], axis=-1)
+    """float32 [..., 7]: the actions the controller executes for recorded labels
+    (`roboscape_jax.env.world_model_env.executed_action`). Labels keep the raw rotation delta to
+    the planner's target, up to 31 units where it turns the gripper by about 180 degrees (18% of
+    yaw labels exceed 1 in the `tiny` data); learning from the executed action keeps those
+    outliers out of the policy's and the world model's targets."""
+    from roboscape_jax.env.world_model_env import executed_action
+
+    return np.asarray(executed_action(np.asarray(labels, np.float32)))
 
 
 def episode_actions(steps) -> np.ndarray:

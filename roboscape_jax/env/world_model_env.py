@@ -25,7 +25,8 @@ Observation, a dict (`observation.policy_observation`; the simulator adapter,
 
 Bad actions, inside jit (no error can be raised there): NaN entries are replaced by 0 (no motion,
 gripper command 0) and `info["nan_action"]` is True; entries outside [-1, 1] (inf included) are
-clipped and counted in `info["clipped_action_count"]`. The Gymnasium wrappers raise on NaN.
+counted in `info["clipped_action_count"]` and brought into range as the simulator's controller does
+(`executed_action`: position and gripper clipped, rotation scaled to norm <= 1). The Gymnasium wrappers raise on NaN.
 """
 
 from __future__ import annotations
@@ -112,13 +113,28 @@ class EnvState:
     time: jax.Array  # int32 [] steps taken this episode
 
 
+def executed_action(action: jax.Array) -> jax.Array:
+    """What Panda's normalised `pd_ee_delta_pose` controller executes for a 7-D action [..., 7]
+    (delta xyz, delta Euler xyz, gripper): position and gripper clipped to [-1, 1], the rotation
+    scaled to norm <= 1 (the controller's own rule, not a per-entry clip). The world model learns
+    from these (the dataset's labels keep the raw rotation delta) and the env feeds it these."""
+    action = jnp.asarray(action, jnp.float32)
+    if action.shape[-1] != 7:
+        raise ValueError(f"expected 7-D delta-EE actions, got shape {action.shape}")
+    rotation = jnp.clip(action[..., 3:6], -1e6, 1e6)  # inf -> finite, so the norm is finite
+    norm = jnp.linalg.norm(rotation, axis=-1, keepdims=True)
+    return jnp.concatenate([jnp.clip(action[..., :3], -1, 1), rotation / jnp.maximum(norm, 1.0),
+                            jnp.clip(action[..., 6:], -1, 1)], axis=-1)
+
+
 def sanitize_action(action: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """NaN -> 0, then clip to [-1, 1]. action [A] -> (action, number clipped int32 [],
-    any NaN bool [])."""
+    """NaN -> 0, then `executed_action` (7-D) or a clip to [-1, 1] (other widths).
+    action [A] -> (action, number of entries outside [-1, 1] int32 [], any NaN bool [])."""
     nan = jnp.isnan(action)
     action = jnp.where(nan, 0.0, action)
     clipped = jnp.sum(jnp.abs(action) > 1.0).astype(jnp.int32)
-    return jnp.clip(action, -1.0, 1.0), clipped, jnp.any(nan)
+    action = executed_action(action) if action.shape[-1] == 7 else jnp.clip(action, -1.0, 1.0)
+    return action, clipped, jnp.any(nan)
 
 
 @dataclasses.dataclass(frozen=True)

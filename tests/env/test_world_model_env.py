@@ -59,6 +59,11 @@ def test_rewards_gripper_and_action_policy_by_hand(env_and_params):
     action, clipped, nan = sanitize_action(jnp.array([2.0, -jnp.inf, jnp.nan, 0.5, 0, 0, -1]))
     np.testing.assert_array_equal(action, [1.0, -1.0, 0.0, 0.5, 0, 0, -1])
     assert int(clipped) == 2 and bool(nan)
+    action, clipped, _ = sanitize_action(jnp.array([0, 0, 0, 3.0, 0, -4.0, 1.5]))  # |rot| 5
+    np.testing.assert_allclose(action, [0, 0, 0, 0.6, 0, -0.8, 1.0], rtol=1e-6)
+    assert int(clipped) == 3
+    action, _, _ = sanitize_action(jnp.array([0, 0, 0, jnp.inf, 0, 0, 0]))
+    np.testing.assert_allclose(action, [0, 0, 0, 1, 0, 0, 0])
 
 
 def test_vmapped_step_shapes_autoreset_and_one_compile(env_and_params, vmapped):
