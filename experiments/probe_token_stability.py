@@ -10,6 +10,11 @@ predict what the tokens do; codes that flip on tiny pixel changes cap them (READ
 With --margins, also the token changes per step and the reconstruction LPIPS / PSNR of codes
 quantized with each hysteresis margin (`tokenizer.model.hysteresis_quantize`, the token cache's
 `tokenizer.cache.hysteresis`): what a margin removes against what it costs.
+
+With --oracle, what a perfect world model could gain over the tokenized copy on 8-step clips of
+the token cache (from a third into each episode), per-frame LPIPS to the real frames: the raw
+copy, the tokenized copy, the true tokens (the tokenizer's floor), the true tokens only where a
+code differs from the start frame's in >= 2 bits, and the true tokens of the third view only.
 """
 
 import os
@@ -29,6 +34,41 @@ _SPLIT = flags.DEFINE_string("split", "val", "Dataset split.")
 _EPISODES = flags.DEFINE_integer("episodes", 6, "Episodes to probe.")
 _VARIANT = flags.DEFINE_string("variant", "tiny", "Tokenizer config variant of the checkpoint.")
 _MARGINS = flags.DEFINE_list("margins", [], "Hysteresis margins to compare, e.g. 0,0.1,0.2.")
+_ORACLE = flags.DEFINE_bool("oracle", False, "Score oracle token rollouts (see the docstring).")
+HORIZON = 8
+
+
+def oracle_table(model, params, source, cache_dir: str, num_episodes: int) -> None:
+    """Per-frame LPIPS of 8-step oracle clips (the module docstring's --oracle)."""
+    import jax.numpy as jnp
+
+    from roboscape_jax.tokenizer import api
+    from roboscape_jax.tokenizer.losses import load_lpips_params, lpips_distance
+    from roboscape_jax.tokenizer.tokenize import load_tokens
+
+    lpips_params = load_lpips_params()
+    lpips = jax.jit(lambda a, b: lpips_distance(lpips_params, 2 * a - 1, 2 * b - 1))
+    scores: dict[str, list[float]] = {}
+    for episode_id in source.episode_ids()[:num_episodes]:
+        tokens, frames = load_tokens(cache_dir, episode_id), source.get_episode(episode_id)
+        s = len(tokens) // 3
+        start, future = tokens[s], tokens[s + 1:s + 1 + HORIZON]
+        real = jnp.asarray(frames[s + 1:s + 1 + HORIZON], jnp.float32) / 255
+        flipped = np.unpackbits((future ^ start[None]).astype(">u2").view(np.uint8)).reshape(
+            *future.shape, 16).sum(-1)
+        third = future.copy()
+        third[:, future.shape[1] // 2:] = start[future.shape[1] // 2:]
+        clips = {"tokenized copy": np.repeat(start[None], len(future), 0),
+                 "true tokens": future, "true tokens, >= 2 bits": np.where(flipped >= 2, future,
+                                                                           start[None]),
+                 "true tokens, third view only": third}
+        for name, clip in clips.items():
+            decoded = api.decode(params, jnp.asarray(clip), model=model)
+            scores.setdefault(name, []).append(float(jnp.mean(lpips(decoded, real))))
+        raw = jnp.repeat(jnp.asarray(frames[s:s + 1], jnp.float32) / 255, len(future), 0)
+        scores.setdefault("raw copy", []).append(float(jnp.mean(lpips(raw, real))))
+    for name, values in scores.items():
+        print(f"oracle {HORIZON}-step clips ({len(values)}): {name} LPIPS {np.mean(values):.4f}")
 
 
 def hysteresis_table(model, params, episodes: list[np.ndarray], margins: list[float]) -> None:
@@ -92,6 +132,9 @@ def main(argv):
     print(f"latent |z|: all bits median {np.median(every):.3f}; flipped bits median "
           f"{np.median(flipped):.3f} (90th percentile {np.percentile(flipped, 90):.3f})")
     print(f"{f}x{f} patches with a pixel change > 8/255 between frames: {np.mean(patches):.3f}")
+    if _ORACLE.value:
+        oracle_table(model, params, source, os.path.join(workdir, "tokenize_dataset",
+                                                         _SPLIT.value), _EPISODES.value)
     if _MARGINS.value:
         episodes = [source.get_episode(i) for i in source.episode_ids()[:_EPISODES.value]]
         hysteresis_table(model, params, episodes, [float(m) for m in _MARGINS.value])
