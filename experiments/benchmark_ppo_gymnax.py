@@ -33,6 +33,10 @@ _SEEDS = flags.DEFINE_integer("seeds", 4, "Seeds, vmapped.")
 _STEPS = flags.DEFINE_integer("total_timesteps", 500_000, "Env steps per seed.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Interleaved timed runs of each.")
 _OUT = flags.DEFINE_string("out", None, "Optional JSON result path.")
+_BOOTSTRAP = flags.DEFINE_bool(
+    "bootstrap_truncation", True,
+    "Ours bootstraps V(final observation) on truncation (one more policy pass per env step); "
+    "PureJaxRL does not. False runs PureJaxRL's algorithm exactly.")
 _ENV = "CartPole-v1"
 
 
@@ -108,7 +112,8 @@ def _final_return(metrics) -> np.ndarray:
 
 
 def main(_) -> None:
-    cfg = PPOConfig(total_timesteps=_STEPS.value)  # PureJaxRL CartPole defaults
+    cfg = PPOConfig(total_timesteps=_STEPS.value,  # PureJaxRL CartPole defaults
+                    bootstrap_truncation=_BOOTSTRAP.value)
     pjr_cfg = {
         k.upper(): v
         for k, v in vars(cfg).items()
