@@ -107,13 +107,10 @@ def encode_padded(model: FrameTokenizer, params: PyTree, frames: np.ndarray,
                   batch_size: int, hysteresis: float = 0.0) -> np.ndarray:
     """Encodes the consecutive frames [T, H, W, 3] of one episode in batches of exactly
     `batch_size` (the last one padded with copies of the last frame), so episodes of any length
-    reuse one compiled program; with `hysteresis` > 0 the codes are `hysteresis_quantize`d."""
+    reuse one compiled program; the codes are `hysteresis_quantize`d (margin 0: plain signs,
+    exactly `api.encode`'s codes)."""
     num_frames = len(frames)
     padded = np.concatenate([frames, np.repeat(frames[-1:], -num_frames % batch_size, axis=0)])
-    if not hysteresis:
-        tokens = [np.asarray(api.encode(params, padded[i:i + batch_size], model=model))
-                  for i in range(0, len(padded), batch_size)]
-        return np.concatenate(tokens)[:num_frames]
     latents = np.concatenate([np.asarray(api.encode_latents(params, padded[i:i + batch_size],
                                                             model=model))
                               for i in range(0, len(padded), batch_size)])

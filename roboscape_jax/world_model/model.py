@@ -175,28 +175,31 @@ class WorldModel(nn.Module):
             x = jnp.where(token_mask[..., None], mask_embedding, x)
         return x.reshape(*tokens.shape[:2], -1, c.width)
 
-    def _copy_prior(self, x: jax.Array, tokens: jax.Array) -> jax.Array:
-        """[B, T, K, F, V_f]: gate(x) on the one-hot of frame t-1's sub-codes (zero for frame 0).
-        Frame t-1's tokens are always known when frame t is predicted (the context)."""
+    def _previous_subcodes(self, tokens: jax.Array) -> jax.Array:
+        """int32 [B, T, K, F]: frame t-1's sub-codes at frame t (zeros at frame 0). Frame t-1's
+        tokens are always known when frame t is predicted (the context)."""
         c = self.config
         b, t = tokens.shape[:2]
+        previous = index_to_subcodes(tokens[:, :-1].reshape(b, t - 1, -1), c.num_bits,
+                                     c.num_factors)
+        return jnp.concatenate([jnp.zeros_like(previous[:, :1]), previous], axis=1)
+
+    def _copy_prior(self, x: jax.Array, tokens: jax.Array) -> jax.Array:
+        """[B, T, K, F, V_f]: gate(x) on the one-hot of frame t-1's sub-codes (zero for frame 0)."""
+        c = self.config
         gate = nn.Dense(c.num_factors, name="copy_gate",
                         bias_init=nn.initializers.constant(c.copy_bias_init))(x)  # [B, T, K, F]
-        previous = index_to_subcodes(tokens[:, :-1].reshape(b, t - 1, -1), c.num_bits,
-                                     c.num_factors)  # [B, T-1, K, F]
-        one_hot = jax.nn.one_hot(previous, c.vocab_per_factor, dtype=jnp.float32)
-        one_hot = jnp.concatenate([jnp.zeros_like(one_hot[:, :1]), one_hot], axis=1)
+        one_hot = jax.nn.one_hot(self._previous_subcodes(tokens), c.vocab_per_factor,
+                                 dtype=jnp.float32)
+        first = jnp.arange(tokens.shape[1]) == 0  # frame 0 has no previous frame: no prior
+        one_hot = jnp.where(first[None, :, None, None, None], 0.0, one_hot)
         return gate.astype(jnp.float32)[..., None] * one_hot
 
     def _change_to_code_logits(self, logits: jax.Array, tokens: jax.Array) -> jax.Array:
         """[B, T, K, F, V_f] change logits -> code logits: code v of frame t gets the logit of
         change (v XOR previous sub-code); frame 0 (no previous frame) reads them as codes."""
-        c = self.config
-        b, t = tokens.shape[:2]
-        previous = index_to_subcodes(tokens[:, :-1].reshape(b, t - 1, -1), c.num_bits,
-                                     c.num_factors)  # [B, T-1, K, F]
-        previous = jnp.concatenate([jnp.zeros_like(previous[:, :1]), previous], axis=1)
-        change = jnp.arange(c.vocab_per_factor, dtype=jnp.int32) ^ previous[..., None]
+        previous = self._previous_subcodes(tokens)
+        change = jnp.arange(self.config.vocab_per_factor, dtype=jnp.int32) ^ previous[..., None]
         return jnp.take_along_axis(logits, change, axis=-1)
 
     @nn.compact
