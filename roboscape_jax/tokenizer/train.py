@@ -88,6 +88,13 @@ def init_state(config, model: FrameTokenizer, tx: optax.GradientTransformation) 
 
 def make_step(config, model: FrameTokenizer, tx, mesh, lpips_params: PyTree | None):
     """`step(state, frames uint8 [B, H, W, 3]) -> (state, metrics)`, data-parallel over `mesh`."""
+    jitted = make_jitted_step(config, model, tx, mesh)
+    return lambda state, frames: jitted(state, frames, lpips_params)
+
+
+def make_jitted_step(config, model: FrameTokenizer, tx, mesh):
+    """The jitted `step(state, frames, lpips_params) -> (state, metrics)` of `make_step` (the
+    LPIPS weights an argument, not a constant: benchmarks lower and cost it)."""
 
     def loss_fn(params, batch, rng):
         del rng  # the tokenizer's loss is deterministic
@@ -107,8 +114,7 @@ def make_step(config, model: FrameTokenizer, tx, mesh, lpips_params: PyTree | No
         return EmaTrainState(step=inner.step, params=inner.params, opt_state=inner.opt_state,
                              rng=inner.rng, ema_params=ema), metrics
 
-    jitted = sharding.data_parallel_jit(step, mesh, num_extra_args=1)
-    return lambda state, frames: jitted(state, frames, lpips_params)
+    return sharding.data_parallel_jit(step, mesh, num_extra_args=1)
 
 
 def make_batch_fn(config, source: FrameSource):

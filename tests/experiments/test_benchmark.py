@@ -1,0 +1,53 @@
+"""The benchmark launcher (issue 9) on debug sizes: rows measured, FLOPs read, files written."""
+
+import json
+import os
+
+import pytest
+from absl import flags
+from ml_collections import config_flags
+
+from experiments import benchmark
+from tests.conftest import REPO_ROOT
+
+
+def _config(*overrides):
+    argv = ["prog", f"--config={REPO_ROOT}/experiments/configs/benchmark.py:debug", *overrides]
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "config", flag_values=values, sys_argv=argv)
+    values(argv)
+    return values.config
+
+
+def test_benchmark_rows_flops_and_files(tmp_path):
+    c = _config("--config.sections=('peak','tokenizer','env')", "--config.env_batches=(1,)")
+    result = benchmark.run_benchmarks(c, str(tmp_path))
+    rows = {(r["section"], r.get("batch")): r for r in result["rows"]}
+    assert not [r for r in result["rows"] if "error" in r], result["rows"]
+    assert result["peak_flops_per_s"]["float32"] > 0
+    env = rows[("env", 1)]
+    assert env["gflop_per_call"] > 0 and env["per_s"] > 0 and 0 < env["utilisation"] < 2
+    encode = [r for r in result["rows"] if r["what"].startswith("encode")][0]
+    assert encode["compile_s"] > 0 and encode["gflop_per_call"] > 0
+    saved = json.loads((tmp_path / "benchmark.json").read_text())
+    assert saved["rows"] == json.loads(json.dumps(result["rows"]))
+    assert "| env |" in (tmp_path / "benchmark.md").read_text()
+    # same seed, same FLOP counts
+    again = benchmark.run_benchmarks(_config("--config.sections=('env',)",
+                                             "--config.env_batches=(1,)"), None)
+    assert again["rows"][0]["gflop_per_call"] == env["gflop_per_call"]
+
+
+def test_unknown_section_fails_clearly():
+    with pytest.raises(ValueError, match="unknown benchmark sections"):
+        benchmark.run_benchmarks(_config("--config.sections=('nope',)"), None)
+
+
+def test_a_failing_section_is_recorded_not_fatal(tmp_path, monkeypatch):
+    def broken(c, models, peak):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(benchmark.BENCHES, "tokenizer", broken)
+    result = benchmark.run_benchmarks(_config("--config.sections=('tokenizer',)"), str(tmp_path))
+    assert result["rows"] == [{"section": "tokenizer", "error": "RuntimeError: boom"}]
+    assert os.path.exists(tmp_path / "benchmark.md")
