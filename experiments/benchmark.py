@@ -44,9 +44,6 @@ from roboscape_jax.utils.benchmark import Timing, matmul_peak, program_flops, ti
 from roboscape_jax.utils.files import write_json, write_text
 from roboscape_jax.world_model import train as wm_train
 
-_CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/benchmark.py",
-                                          "Benchmark config.")
-_OUT = flags.DEFINE_string("out_dir", None, "Folder for benchmark.json and benchmark.md.")
 
 
 def row(section: str, what: str, batch: int, timing: Timing, items: float, unit: str,
@@ -254,9 +251,12 @@ def run_benchmarks(c, out_dir: str | None) -> dict[str, Any]:
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    result = run_benchmarks(_CONFIG.value, _OUT.value)
+    result = run_benchmarks(flags.FLAGS.config, flags.FLAGS.out_dir)
     print(markdown(result), flush=True)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # flags defined here only: tests import this module beside others
+    config_flags.DEFINE_config_file("config", "experiments/configs/benchmark.py",
+                                    "Benchmark config.")
+    flags.DEFINE_string("out_dir", None, "Folder for benchmark.json and benchmark.md.")
     app.run(main)

@@ -29,6 +29,7 @@ from roboscape_jax.env import EnvConfig, Scenes, WorldModelEnv
 from roboscape_jax.tokenizer import train as tok_train
 from roboscape_jax.tokenizer.losses import load_lpips_params
 from roboscape_jax.world_model import train as wm_train
+from roboscape_jax.world_model.model import init_params
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Pipeline workdir with trained models (optional).")
 _BATCHES = flags.DEFINE_list("batch_sizes", ["1", "16", "64", "256"], "Scenes stepped at once.")
@@ -52,10 +53,7 @@ def load_models(workdir: str | None):
     tok = tok_train.create_model(tok_cfg.model)
     tok_params = jax.jit(tok.init)(jax.random.PRNGKey(0), jnp.zeros((1, 128, 64, 3)))
     model = wm_train.create_model(wm_cfg.model)
-    c = model.config
-    params = jax.jit(model.init)(
-        jax.random.PRNGKey(1), jnp.zeros((1, c.num_frames, c.grid_height, c.grid_width), jnp.int32),
-        jnp.zeros((1, c.num_frames, c.action_dim)))
+    params = init_params(model, jax.random.PRNGKey(1))
     return tok, tok_params, model, params, "random init"
 
 

@@ -11,6 +11,11 @@ With --margins, also the token changes per step and the reconstruction LPIPS / P
 quantized with each hysteresis margin (`tokenizer.model.hysteresis_quantize`, the token cache's
 `tokenizer.cache.hysteresis`): what a margin removes against what it costs.
 
+With --flip_rank=MARGIN, how well the bit margins of frame t (latent x code sign under that
+hysteresis margin, what `margin_inputs` world models read) predict which bits flip at t + 1: how
+often the single flipped bit is the bit nearest its threshold, and the AUROC of the smallest
+margin for "this token changes".
+
 With --oracle, what a perfect world model could gain over the tokenized copy on 8-step clips of
 the token cache (from a third into each episode), per-frame LPIPS to the real frames: the raw
 copy, the tokenized copy, the true tokens (the tokenizer's floor), the true tokens only where a
@@ -35,6 +40,8 @@ _EPISODES = flags.DEFINE_integer("episodes", 6, "Episodes to probe.")
 _VARIANT = flags.DEFINE_string("variant", "tiny", "Tokenizer config variant of the checkpoint.")
 _MARGINS = flags.DEFINE_list("margins", [], "Hysteresis margins to compare, e.g. 0,0.1,0.2.")
 _ORACLE = flags.DEFINE_bool("oracle", False, "Score oracle token rollouts (see the docstring).")
+_FLIP_RANK = flags.DEFINE_float("flip_rank", None, "With a hysteresis margin: how well bit "
+                                "margins predict which bits flip (see the docstring).")
 HORIZON = 8
 
 
@@ -69,6 +76,35 @@ def oracle_table(model, params, source, cache_dir: str, num_episodes: int) -> No
         scores.setdefault("raw copy", []).append(float(jnp.mean(lpips(raw, real))))
     for name, values in scores.items():
         print(f"oracle {HORIZON}-step clips ({len(values)}): {name} LPIPS {np.mean(values):.4f}")
+
+
+def flip_rank_table(latents: list[np.ndarray], margin: float) -> None:
+    """How well the bit margins of frame t (latent x code sign, what `margin_inputs` world models
+    read) tell which bits of a token flip at t + 1 (module docstring's --flip_rank)."""
+    import jax.numpy as jnp
+
+    from roboscape_jax.tokenizer.model import hysteresis_quantize
+    from roboscape_jax.world_model.losses import auroc
+
+    ranks, exact, score, label = [], [], [], []
+    for z in latents:
+        codes = np.asarray(hysteresis_quantize(jnp.asarray(z), margin))
+        margins = z[:-1] * codes[:-1]
+        flips = codes[1:] != codes[:-1]  # [T-1, h, w, K]
+        count = flips.sum(-1)
+        rank = np.argsort(np.argsort(margins, -1), -1)  # 0 = the bit nearest its threshold
+        single = count == 1
+        ranks.append(rank[single][np.arange(single.sum()), flips[single].argmax(-1)])
+        multi = (count >= 2) & (count <= 3)
+        exact.append(((rank[multi] < count[multi][:, None]) == flips[multi]).all(-1))
+        score.append(-margins.min(-1).ravel()), label.append((count > 0).ravel())
+    ranks, exact = np.concatenate(ranks), np.concatenate(exact)
+    print(f"flip rank (hysteresis {margin:.2f}): {ranks.size} single-bit changes; the flipped bit "
+          f"is the bit nearest its threshold in {np.mean(ranks == 0):.3f} (among the 2 nearest "
+          f"{np.mean(ranks < 2):.3f}; chance with 10 bits 0.1 / 0.2); {exact.size} 2-3 bit "
+          f"changes flip exactly the k nearest bits in {np.mean(exact):.3f}")
+    print(f"flip rank: AUROC of the smallest bit margin for 'token changes' "
+          f"{auroc(np.concatenate(score), np.concatenate(label)):.3f}")
 
 
 def hysteresis_table(model, params, episodes: list[np.ndarray], margins: list[float]) -> None:
@@ -112,6 +148,7 @@ def main(argv):
                                               method=FrameTokenizer.encode)[0])
     f = model.downsample_factor
     flipped, every, patches, changed, bits = [], [], [], {"third": [], "wrist": []}, []
+    latents = []
     for episode_id in source.episode_ids()[:_EPISODES.value]:
         frames = source.get_episode(episode_id)
         z = np.asarray(encode(params, frames))  # [T, h, w, bits]
@@ -122,6 +159,7 @@ def main(argv):
         changed["wrist"].append(token_changed[:, half:].mean())
         bits.append(flips.sum(-1)[token_changed].mean())
         flipped.append(np.minimum(np.abs(z[1:]), np.abs(z[:-1]))[flips])
+        latents.append(z)
         every.append(np.abs(z).ravel())
         diff = np.abs(frames[1:].astype(int) - frames[:-1].astype(int)).max(-1)
         t, h, w = diff.shape
@@ -132,6 +170,8 @@ def main(argv):
     print(f"latent |z|: all bits median {np.median(every):.3f}; flipped bits median "
           f"{np.median(flipped):.3f} (90th percentile {np.percentile(flipped, 90):.3f})")
     print(f"{f}x{f} patches with a pixel change > 8/255 between frames: {np.mean(patches):.3f}")
+    if _FLIP_RANK.value is not None:
+        flip_rank_table(latents, _FLIP_RANK.value)
     if _ORACLE.value:
         oracle_table(model, params, source, os.path.join(workdir, "tokenize_dataset",
                                                          _SPLIT.value), _EPISODES.value)

@@ -42,17 +42,22 @@ def main(argv):
     windows = data.fixed_windows(load_cache(out_dir, _SPLIT.value), num_windows=_WINDOWS.value,
                                  num_frames=config.model.num_frames, control="action", seed=0)
 
+    use_margins = model.config.margin_inputs
+
     @jax.jit
-    def code_probs(tokens, actions):
+    def code_probs(tokens, actions, margins):
         mask = jnp.zeros(tokens.shape, bool).at[:, -1].set(True)
-        logits = model.apply(params, tokens, actions, None, mask).logits[:, -1]
+        logits = model.apply(params, tokens, actions, None, mask,
+                             margins if use_margins else None).logits[:, -1]
         if logits.shape[-2] != 1:
             raise ValueError("the probe reads single-factor (one softmax per code) models")
         return jax.nn.softmax(logits[..., 0, :], -1)  # [B, h, w, V]
 
     def probs(actions):
         return np.concatenate([np.asarray(code_probs(windows["tokens"][i:i + 64],
-                                                     actions[i:i + 64]))
+                                                     actions[i:i + 64],
+                                                     windows.get("margins",
+                                                                 windows["tokens"])[i:i + 64]))
                                for i in range(0, len(actions) - len(actions) % 64, 64)])
 
     p = probs(windows["actions"])

@@ -35,6 +35,7 @@ from roboscape_jax.utils.files import write_json
 from roboscape_jax.world_model import data
 from roboscape_jax.world_model import train as wm_train
 from roboscape_jax.world_model.model import create_model as create_world_model
+from roboscape_jax.world_model.model import init_params as init_world_model_params
 
 SCENES_FILE = "scenes.npz"
 
@@ -47,11 +48,7 @@ def random_models(config, controls: tuple[str, ...] = ("action",)) -> dict[str, 
     models = {"tokenizer": (tok, jax.jit(tok.init)(jax.random.PRNGKey(0), jnp.zeros((1, h, w, 3))))}
     for i, control in enumerate(controls):
         model = create_world_model(config.world_models[control].model)
-        c = model.config
-        tokens = jnp.zeros((1, c.num_frames, c.grid_height, c.grid_width), jnp.int32)
-        inputs = ((jnp.zeros((1, c.num_frames, c.action_dim)),) if control == "action" else
-                  (jnp.zeros((1, 1, c.text_dim)), jnp.ones((1, 1), bool)))
-        models[control] = (model, jax.jit(model.init)(jax.random.PRNGKey(i + 1), tokens, *inputs))
+        models[control] = (model, init_world_model_params(model, jax.random.PRNGKey(i + 1)))
     return models
 
 

@@ -47,10 +47,16 @@ from roboscape_jax.env.rewards import VIEWS, dense_reward, sparse_reward
 from roboscape_jax.env.scenes import Scenes, check_scenes
 from roboscape_jax.tokenizer.api import decode, encode, to_uint8
 from roboscape_jax.tokenizer.model import FrameTokenizer
+from roboscape_jax.tokenizer.tokenize import frame_margins
 from roboscape_jax.types import PRNGKey, PyTree
 from roboscape_jax.utils.config import dataclass_from_config
 from roboscape_jax.world_model.model import WorldModel, last_frame_outputs
-from roboscape_jax.world_model.sampling import initial_window, predict_next_frame, push_frame
+from roboscape_jax.world_model.sampling import (
+    initial_window,
+    model_margins,
+    predict_next_frame,
+    push_frame,
+)
 
 REWARDS = ("world_model", "embedding", "proxy")
 Obs = dict[str, jax.Array]
@@ -100,6 +106,8 @@ class EnvParams:
     initial_obs_frame: jax.Array  # uint8 [N, H, W, 3] the same, decoded
     # A fitted baseline reward head (`reward_baselines`), for reward="embedding" | "proxy".
     reward_head: RewardHead | None = None
+    # float32 [N, h, w, K] the first frames' bit margins (world models with `margin_inputs`)
+    initial_margins: jax.Array | None = None
 
 
 @struct.dataclass
@@ -111,6 +119,9 @@ class EnvState:
     gripper: jax.Array  # float32 [] opening in [-1, 1]
     scene: jax.Array  # int32 [] index into EnvParams.scenes
     time: jax.Array  # int32 [] steps taken this episode
+    # float32 [C, h, w, K] the window's bit margins (world models with `margin_inputs`): the
+    # first frame's from its real image, a generated frame's from its decoded image
+    margins: jax.Array | None = None
 
 
 def executed_action(action: jax.Array) -> jax.Array:
@@ -184,8 +195,10 @@ class WorldModelEnv:
                                  f"{reward_head.mean.shape[0]} features; this env gives {width}")
         tokens = encode(tokenizer_params, scenes.initial_frame, model=self.tokenizer)
         frame = to_uint8(decode(tokenizer_params, tokens, model=self.tokenizer))
+        margins = (frame_margins(self.tokenizer, tokenizer_params, scenes.initial_frame, tokens)
+                   if self.model.config.margin_inputs else None)
         return EnvParams(tokenizer_params, model_params, lpips_params, scenes, tokens, frame,
-                         reward_head)
+                         reward_head, margins)
 
     def observation_space(self, params: EnvParams) -> spaces.Dict:
         e = params.scenes.instruction.shape[-1]
@@ -205,10 +218,13 @@ class WorldModelEnv:
         """Starts an episode in scene `scene` (int []): the window holds copies of its first frame
         with zero actions (`sampling.initial_window`)."""
         chex.assert_shape(scene, ())
-        window = initial_window(params.initial_tokens[scene][None], self.model)
+        first_margins = (None if params.initial_margins is None
+                         else params.initial_margins[scene][None])
+        window = initial_window(params.initial_tokens[scene][None], self.model, first_margins)
         state = EnvState(window.tokens[0], window.actions[0],
                          jnp.asarray(self.config.initial_gripper, jnp.float32),
-                         jnp.asarray(scene, jnp.int32), jnp.zeros((), jnp.int32))
+                         jnp.asarray(scene, jnp.int32), jnp.zeros((), jnp.int32),
+                         None if window.margins is None else window.margins[0])
         return self._observation(params.initial_obs_frame[scene], state, params), state
 
     def reset(self, key: PRNGKey, params: EnvParams) -> tuple[Obs, EnvState]:
@@ -225,11 +241,16 @@ class WorldModelEnv:
         action, num_clipped, nan_action = sanitize_action(action.astype(jnp.float32))
         control = jnp.concatenate([state.actions, action[None]])[None]  # [1, C + 1, A]
         extra = {"copy_penalty": c.copy_penalty} if c.copy_penalty else {}
+        window_margins = None if state.margins is None else state.margins[None]
         tokens, done = predict_next_frame(params.model, self.model, state.tokens[None], control,
                                           key, num_steps=c.num_maskgit_steps,
                                           temperature=c.temperature, done_pass=c.done_pass,
-                                          **extra)  # [1, h, w], [1]
+                                          margins=window_margins, **extra)  # [1, h, w], [1]
         frame = to_uint8(decode(params.tokenizer, tokens, model=self.tokenizer))  # [1, H, W, 3]
+        margins = None
+        if state.margins is not None:
+            new = frame_margins(self.tokenizer, params.tokenizer, frame, tokens)
+            margins = push_frame(window_margins, new)[0]
         if c.reward == "world_model":  # Eq. (9): LPIPS to the goal + the done bonus
             goal = params.scenes.goal_frame[state.scene][None]
             dense = dense_reward(params.lpips, frame, goal, c.reward_views)[0]
@@ -240,7 +261,7 @@ class WorldModelEnv:
         state = EnvState(push_frame(state.tokens[None], tokens)[0],
                          push_frame(state.actions[None], action[None])[0],
                          integrate_gripper(state.gripper, action[-1], c.gripper_rate),
-                         state.scene, state.time + 1)
+                         state.scene, state.time + 1, margins)
         info = {"dense": dense, "sparse": sparse, "done_prob": done[0],
                 "clipped_action_count": num_clipped, "nan_action": nan_action,
                 "goal_reached": params.scenes.goal_reached[state.scene], "scene": state.scene}
@@ -255,7 +276,10 @@ class WorldModelEnv:
             features = pooled_frame_features(frame)
         else:
             window = jnp.concatenate([state.tokens[None], tokens[:, None]], axis=1)
-            _, features = last_frame_outputs(self.model, params.model, window, control)
+            margins = model_margins(self.model.config,
+                                    None if state.margins is None else state.margins[None])
+            _, features = last_frame_outputs(self.model, params.model, window, control, None,
+                                             margins)
         return params.reward_head.predict(features)[0]
 
     def step(self, key: PRNGKey, state: EnvState, action: jax.Array, params: EnvParams):

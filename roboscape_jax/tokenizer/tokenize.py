@@ -19,7 +19,12 @@ import jax
 import numpy as np
 
 from roboscape_jax.tokenizer import api
-from roboscape_jax.tokenizer.model import FrameTokenizer, bits_to_index, hysteresis_quantize
+from roboscape_jax.tokenizer.model import (
+    FrameTokenizer,
+    bits_to_index,
+    hysteresis_quantize,
+    index_to_bits,
+)
 from roboscape_jax.types import PyTree
 from roboscape_jax.utils.files import write_json
 
@@ -69,7 +74,8 @@ def _write_manifest(cache_dir: str, manifest: dict[str, Any]) -> None:
 def tokenize_episodes(model: FrameTokenizer, params: PyTree, episodes: EpisodeSource,
                       cache_dir: str, *, tokenizer_id: dict[str, Any],
                       batch_size: int = 64, hysteresis: float = 0.0) -> dict[str, int]:
-    """Writes `cache_dir/<id>.npz` (tokens int32 [T, h, w]) for every episode not cached yet.
+    """Writes `cache_dir/<id>.npz` (tokens int32 [T, h, w] and their bit margins float16
+    [T, h, w, K], see `encode_padded`) for every episode not cached yet.
 
     Args:
       tokenizer_id: identifies the tokenizer (e.g. train.model_fingerprint(config)); a cache
@@ -93,38 +99,59 @@ def tokenize_episodes(model: FrameTokenizer, params: PyTree, episodes: EpisodeSo
         if os.path.exists(path):
             skipped += 1
             continue
-        tokens = encode_padded(model, params, episodes.get_episode(episode_id), batch_size,
-                               hysteresis)
+        tokens, margins = encode_padded(model, params, episodes.get_episode(episode_id),
+                                        batch_size, hysteresis, with_margins=True)
         extras = episodes.get_extras(episode_id) if hasattr(episodes, "get_extras") else {}
         tmp = path[:-len(".npz")] + ".tmp.npz"
-        np.savez(tmp, tokens=tokens, **extras)
+        np.savez(tmp, tokens=tokens, margins=margins, **extras)
         os.replace(tmp, path)
         written += 1
     return {"written": written, "skipped": skipped}
 
 
 def encode_padded(model: FrameTokenizer, params: PyTree, frames: np.ndarray,
-                  batch_size: int, hysteresis: float = 0.0) -> np.ndarray:
+                  batch_size: int, hysteresis: float = 0.0, *, with_margins: bool = False):
     """Encodes the consecutive frames [T, H, W, 3] of one episode in batches of exactly
     `batch_size` (the last one padded with copies of the last frame), so episodes of any length
     reuse one compiled program; the codes are `hysteresis_quantize`d (margin 0: plain signs,
-    exactly `api.encode`'s codes)."""
+    exactly `api.encode`'s codes).
+
+    Returns int32 tokens [T, h, w]; with `with_margins`, (tokens, margins float16 [T, h, w, K]):
+    each bit's latent times its code sign, z_k * q_k, i.e. how far the bit is from flipping
+    (small or negative: a flip is near). Most code changes between frames are single-bit flips
+    of the bit nearest its threshold, which the codes alone do not tell a world model.
+    """
     num_frames = len(frames)
     padded = np.concatenate([frames, np.repeat(frames[-1:], -num_frames % batch_size, axis=0)])
     latents = np.concatenate([np.asarray(api.encode_latents(params, padded[i:i + batch_size],
                                                             model=model))
                               for i in range(0, len(padded), batch_size)])
-    return np.asarray(_sticky_indices(latents, hysteresis))[:num_frames]
+    tokens, margins = _sticky_codes(latents, hysteresis)
+    tokens = np.asarray(tokens)[:num_frames]
+    if not with_margins:
+        return tokens
+    return tokens, np.asarray(margins)[:num_frames].astype(np.float16)
 
 
 @jax.jit
-def _sticky_indices(latents: jax.Array, hysteresis: float) -> jax.Array:
-    """Code indices [T, h, w] of `hysteresis_quantize`d latents [T, h, w, K] (T padded to a
-    multiple of the batch size, so few lengths compile)."""
-    return bits_to_index(hysteresis_quantize(latents, hysteresis))
+def _sticky_codes(latents: jax.Array, hysteresis: float) -> tuple[jax.Array, jax.Array]:
+    """Code indices [T, h, w] of `hysteresis_quantize`d latents [T, h, w, K] and the bit margins
+    latents * codes [T, h, w, K] (T padded to a multiple of the batch size, so few lengths
+    compile)."""
+    codes = hysteresis_quantize(latents, hysteresis)
+    return bits_to_index(codes), latents * codes
 
 
 def load_tokens(cache_dir: str, episode_id: str) -> np.ndarray:
     """int32 [T, h, w] tokens of one cached episode."""
     with np.load(episode_path(cache_dir, episode_id)) as data:
         return data["tokens"]
+
+
+def frame_margins(model: FrameTokenizer, params: PyTree, frames: jax.Array,
+                  tokens: jax.Array) -> jax.Array:
+    """Bit margins float32 [B, h, w, K] of `tokens` [B, h, w] for the frames they stand for
+    [B, H, W, 3] (uint8 or [0, 1]): the frames' latents times the tokens' code signs, as
+    `encode_padded` stores them. For a generated frame, `frames` is its decoded image. Jit-able."""
+    latents = api.encode_latents(params, frames, model=model)
+    return latents * index_to_bits(tokens, model.num_bits)

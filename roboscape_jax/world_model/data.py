@@ -35,6 +35,9 @@ class Episode(NamedTuple):
     episode_id: str | None = None  # the dataset's episode id (the cache file's name)
     task_id: int = -1  # index into data_pipeline.scenes.TASKS (-1: unknown)
     reward: np.ndarray | None = None  # float32 [T_e], the simulator's dense rule reward of frame t
+    # float16 [T_e, h, w, K]: each code bit's latent times its sign (tokenizer.tokenize
+    # .encode_padded), how near the bit is to flipping; read by models with `margin_inputs`.
+    margins: np.ndarray | None = None
 
 
 def window_index(episodes: Sequence[Episode], num_frames: int,
@@ -58,6 +61,8 @@ def make_window(episode: Episode, start: int, num_frames: int) -> Batch:
     actions[frames < 1] = 0.0  # nothing led into frame 0 (or into the padding before it)
     window = {"tokens": episode.tokens[clipped].astype(np.int32), "actions": actions,
               "done": episode.done[clipped].astype(np.float32)}
+    if episode.margins is not None:
+        window["margins"] = episode.margins[clipped].astype(np.float32)
     if episode.text is not None:
         window["text"] = episode.text.astype(np.float32)
         window["text_mask"] = episode.text_mask.astype(bool)
@@ -66,6 +71,8 @@ def make_window(episode: Episode, start: int, num_frames: int) -> Batch:
 
 def collate(windows: Sequence[Batch], control: str) -> Batch:
     keys = ("tokens", "actions", "done") + (("text", "text_mask") if control == "text" else ())
+    if all("margins" in w for w in windows):
+        keys += ("margins",)
     return {k: np.stack([w[k] for w in windows]) for k in keys}
 
 
@@ -105,7 +112,7 @@ def split_held_out(episodes: Sequence[Episode], fraction: float) -> tuple[list, 
 
 def load_token_cache(cache_dir: str) -> list[Episode]:
     """Episodes of `cache_dir/*.npz` (sorted by id), each with tokens, actions and done (and
-    optionally text, text_mask). Raises FileNotFoundError / ValueError naming what is missing."""
+    optionally text, text_mask, task_id, reward, margins). Raises FileNotFoundError / ValueError naming what is missing."""
     paths = sorted(p for p in glob.glob(os.path.join(cache_dir, "*.npz"))
                    if not p.endswith(".tmp.npz"))
     if not paths:
@@ -121,8 +128,10 @@ def load_token_cache(cache_dir: str) -> list[Episode]:
             mask = data["text_mask"] if "text_mask" in data.files else None
             task = int(data["task_id"]) if "task_id" in data.files else -1
             reward = data["reward"].astype(np.float32) if "reward" in data.files else None
+            margins = data["margins"] if "margins" in data.files else None
             episodes.append(Episode(data["tokens"], data["actions"], data["done"], text, mask,
-                                    os.path.basename(path)[:-len(".npz")], task, reward))
+                                    os.path.basename(path)[:-len(".npz")], task, reward,
+                                    margins))
     return episodes
 
 
@@ -131,7 +140,7 @@ def synthetic_episodes(num_episodes: int, *, grid: tuple[int, int] = (16, 8), nu
     """Toy episodes for development and tests: a 2x2 blob of one code on a background of another
     moves by round(action[0:2]) cells per step toward a target corner, and done turns on once it
     is there. The instruction features name the corner (one fixed random [L, E] array per corner),
-    so the text model can learn where the blob goes."""
+    so the text model can learn where the blob goes. Bit margins are random (toy)."""
     rng = np.random.default_rng(seed)
     h, w = grid
     corners = [(0, 0), (0, w - 2), (h - 2, 0), (h - 2, w - 2)]
@@ -154,6 +163,7 @@ def synthetic_episodes(num_episodes: int, *, grid: tuple[int, int] = (16, 8), nu
             if at_target and sum(done) >= 3:
                 break
             pos = np.clip(pos + np.round(action[:2]).astype(int), 0, [h - 2, w - 2])
+        margins = rng.uniform(0.05, 1.0, (len(frames), h, w, num_bits)).astype(np.float16)
         episodes.append(Episode(np.stack(frames), np.stack(actions), np.asarray(done, np.float32),
-                                texts[corner], text_mask))
+                                texts[corner], text_mask, margins=margins))
     return episodes

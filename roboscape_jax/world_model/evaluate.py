@@ -27,6 +27,7 @@ import numpy as np
 from roboscape_jax.tokenizer import api
 from roboscape_jax.tokenizer.evaluate import frame_metrics
 from roboscape_jax.tokenizer.model import FrameTokenizer
+from roboscape_jax.tokenizer.tokenize import frame_margins
 from roboscape_jax.types import PyTree
 from roboscape_jax.world_model import sampling
 from roboscape_jax.world_model.data import Episode, make_window
@@ -71,15 +72,18 @@ def rollout_starts(episodes: Sequence[Episode], frames: Mapping[str, np.ndarray]
             t = s + num_context - 1  # the last context frame
             actions_in = ep.actions[s - 1:t] if s > 0 else np.concatenate(
                 [np.zeros((1, ep.actions.shape[1]), np.float32), ep.actions[:t]])
+            margins = None if ep.margins is None else ep.margins[s:t + 1]
             rows.append((ep.tokens[s:t + 1], actions_in, ep.actions[t:t + horizon],
                          frames[ep.episode_id][t + 1:t + 1 + horizon],
-                         frames[ep.episode_id][t], ep.episode_id))
+                         frames[ep.episode_id][t], ep.episode_id, margins))
     if not rows:
         raise ValueError(f"no episode has {num_context + horizon} frames for a {horizon}-step "
                          "rollout")
-    tokens, ctx_actions, actions, real, last, ids = zip(*rows, strict=True)
+    tokens, ctx_actions, actions, real, last, ids, margins = zip(*rows, strict=True)
     window = sampling.Window(jnp.asarray(np.stack(tokens), jnp.int32),
-                             jnp.asarray(np.stack(ctx_actions), jnp.float32))
+                             jnp.asarray(np.stack(ctx_actions), jnp.float32),
+                             None if any(m is None for m in margins)
+                             else jnp.asarray(np.stack(margins), jnp.float32))
     return RolloutStarts(window, np.stack(actions).astype(np.float32), np.stack(real),
                          np.stack(last), list(ids))
 
@@ -124,10 +128,16 @@ def make_rollout_fn(ctx: EvalContext, *, num_steps: int, copy_penalty: float) ->
     """A jitted (window, actions [B, H, A], key) -> Rollout for the action model; one compile
     serves every batch of the same shape (`rollout_fn._cache_size()` counts them)."""
 
+    def margins_fn(tokens: jax.Array) -> jax.Array:  # a generated frame's, from its decoded image
+        frames = api.decode(ctx.tokenizer_params, tokens, model=ctx.tokenizer)
+        return frame_margins(ctx.tokenizer, ctx.tokenizer_params, frames, tokens)
+
     @jax.jit
     def rollout_fn(window: sampling.Window, actions: jax.Array, key: jax.Array):
         return sampling.rollout(ctx.params, ctx.model, window, actions, key,
-                                num_steps=num_steps, copy_penalty=copy_penalty)
+                                num_steps=num_steps, copy_penalty=copy_penalty,
+                                margins_fn=margins_fn if ctx.model.config.margin_inputs
+                                else None)
 
     return rollout_fn
 
@@ -318,7 +328,9 @@ def teacher_forced_outputs(ctx: EvalContext, episodes: Sequence[Episode], batch_
         chunk = windows[i:i + batch_size]
         tokens = jnp.asarray(np.stack([w["tokens"] for w in chunk]))
         actions = jnp.asarray(np.stack([w["actions"] for w in chunk]))
-        d, f = _last_frame_outputs(ctx.model, ctx.params, tokens, actions)
+        margins = (jnp.asarray(np.stack([w["margins"] for w in chunk]))
+                   if ctx.model.config.margin_inputs else None)
+        d, f = _last_frame_outputs(ctx.model, ctx.params, tokens, actions, None, margins)
         done.append(np.asarray(d))
         features.append(np.asarray(f))
     done = _split_by_episode(np.concatenate(done)[:n], episodes)

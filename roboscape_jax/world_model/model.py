@@ -71,6 +71,11 @@ class WorldModelConfig:
     # Embed each code also through its bits (a linear map of the {-1, +1} code vector): codes
     # that differ in one bit start close, which the lookup table alone does not know.
     bit_embedding: bool = False
+    # Read frame t-1's bit margins (latent x code sign, `data.Episode.margins`) at frame t: an
+    # embedding of them, and with `predict_change` a flip logit per bit added to every change
+    # pattern that flips it. Most code changes flip the bit nearest its threshold, which the
+    # codes alone do not carry. Callers then pass `margins` [B, T, h, w, num_bits].
+    margin_inputs: bool = False
     remat: bool = False
     dtype: str = "float32"  # compute dtype ("bfloat16" on accelerators)
 
@@ -175,6 +180,38 @@ class WorldModel(nn.Module):
             x = jnp.where(token_mask[..., None], mask_embedding, x)
         return x.reshape(*tokens.shape[:2], -1, c.width)
 
+    def _previous_margins(self, margins: jax.Array) -> jax.Array:
+        """float32 [B, T, K, bits]: frame t-1's bit margins at frame t, clipped to [-1, 2] (zeros
+        at frame 0). Frame t's own margins are never read: they would give its codes away."""
+        c = self.config
+        b, t = margins.shape[:2]
+        chex.assert_shape(margins, (b, t, c.grid_height, c.grid_width, c.num_bits))
+        previous = jnp.clip(margins[:, :-1].astype(jnp.float32), -1.0, 2.0)
+        previous = previous.reshape(b, t - 1, -1, c.num_bits)
+        return jnp.concatenate([jnp.zeros_like(previous[:, :1]), previous], axis=1)
+
+    def _margin_features(self, margins: jax.Array) -> jax.Array:
+        """[B, T, K, bits] previous margins -> [B, T, K, 2 bits]: the margin and a bump that is 1
+        at the flipping threshold."""
+        return jnp.concatenate([margins, jnp.exp(-jnp.square(margins / 0.2))], axis=-1)
+
+    def _flip_prior(self, x: jax.Array, margins: jax.Array) -> jax.Array:
+        """[B, T, K, F, V_f] change-logit prior: sum over the bits that change pattern j flips of
+        a per-bit flip logit (a shared MLP of the bit's previous margin plus a linear read of x);
+        zero at frame 0."""
+        c = self.config
+        bits_f = c.num_bits // c.num_factors
+        h = nn.gelu(nn.Dense(16, name="flip_hidden")(margins[..., None]))
+        flip = nn.Dense(1, name="flip_out")(h)[..., 0]  # [B, T, K, bits]
+        flip = flip + nn.Dense(c.num_bits, name="flip_from_x")(x).astype(jnp.float32)
+        flip = flip.reshape(*flip.shape[:-1], c.num_factors, bits_f)
+        patterns = (jnp.arange(c.vocab_per_factor)[:, None] >> jnp.arange(bits_f)) & 1
+        prior = jnp.einsum("ntkfi,vi->ntkfv", flip, patterns.astype(jnp.float32))
+        first = jnp.arange(margins.shape[1]) == 0
+        prior = jnp.where(first[None, :, None, None, None], 0.0, prior)
+        self.sow("intermediates", "flip_prior", prior)
+        return prior
+
     def _previous_subcodes(self, tokens: jax.Array) -> jax.Array:
         """int32 [B, T, K, F]: frame t-1's sub-codes at frame t (zeros at frame 0). Frame t-1's
         tokens are always known when frame t is predicted (the context)."""
@@ -204,9 +241,11 @@ class WorldModel(nn.Module):
 
     @nn.compact
     def __call__(self, tokens: jax.Array, control: jax.Array, control_mask: jax.Array | None = None,
-                 token_mask: jax.Array | None = None) -> WorldModelOutput:
+                 token_mask: jax.Array | None = None,
+                 margins: jax.Array | None = None) -> WorldModelOutput:
         """tokens int [B, T, h, w]; control [B, T, A] or [B, L, E] (+ control_mask [B, L]);
-        token_mask bool [B, T, h, w], True where a token is hidden from the model."""
+        token_mask bool [B, T, h, w], True where a token is hidden from the model; margins
+        float [B, T, h, w, num_bits] (models with `margin_inputs`; the last frame's are unused)."""
         c = self.config
         b, t = tokens.shape[:2]
         if t > c.num_frames:
@@ -219,11 +258,21 @@ class WorldModel(nn.Module):
         if token_mask is not None:
             chex.assert_equal_shape([tokens, token_mask])
         ctrl, ctrl_mask = self._control_tokens(control, control_mask)
+        embedded = self._embed(tokens, token_mask)  # [B, T, K, D]
+        if c.margin_inputs:
+            if margins is None:
+                raise ValueError("this world model reads bit margins (margin_inputs=True): pass "
+                                 "margins [B, T, h, w, num_bits] (the token cache's 'margins')")
+            previous_margins = self._previous_margins(margins)
+            embedded = embedded + nn.Dense(c.width, name="margin_embedding")(
+                self._margin_features(previous_margins))
         x = STTransformer(c.num_frames, c.grid_height * c.grid_width, c.depth, c.num_heads,
                           c.mlp_ratio, c.remat, jnp.dtype(c.dtype))(
-            self._embed(tokens, token_mask), ctrl, ctrl_mask)  # [B, T, K, D]
+            embedded, ctrl, ctrl_mask)  # [B, T, K, D]
         logits = nn.DenseGeneral((c.num_factors, c.vocab_per_factor), name="logits")(x)
         logits = logits.astype(jnp.float32)
+        if c.margin_inputs and c.predict_change:
+            logits = logits + self._flip_prior(x, previous_margins)
         if c.predict_change:
             logits = self._change_to_code_logits(logits, tokens)
         if c.copy_bias_init:
@@ -249,10 +298,25 @@ def create_model(model_config, action_stats: Mapping[str, Any] | None = None) ->
 
 
 def last_frame_outputs(model: WorldModel, params: PyTree, tokens: jax.Array, control: jax.Array,
-                       control_mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+                       control_mask: jax.Array | None = None,
+                       margins: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """The done probability [B] and pooled hidden features [B, D] (what the done head reads, and
     the embedding reward baseline's input) of the LAST frame of each window [B, T, h, w]."""
-    out, state = model.apply(params, tokens, control, control_mask, mutable=["intermediates"])
+    out, state = model.apply(params, tokens, control, control_mask, None, margins,
+                             mutable=["intermediates"])
     (embedding,) = state["intermediates"]["frame_embedding"]
     return out.done[:, -1], embedding[:, -1]
 
+
+
+def init_params(model: WorldModel, rng: jax.Array) -> PyTree:
+    """Fresh params of `model` from zero inputs of batch 1 (actions or a 1-token instruction, and
+    bit margins when the model reads them)."""
+    c = model.config
+    tokens = jnp.zeros((1, c.num_frames, c.grid_height, c.grid_width), jnp.int32)
+    if c.control == "action":
+        control, control_mask = jnp.zeros((1, c.num_frames, c.action_dim)), None
+    else:
+        control, control_mask = jnp.zeros((1, 1, c.text_dim)), jnp.ones((1, 1), bool)
+    margins = jnp.zeros((*tokens.shape, c.num_bits)) if c.margin_inputs else None
+    return jax.jit(model.init)(rng, tokens, control, control_mask, None, margins)

@@ -22,6 +22,7 @@ recomputes the whole window.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import NamedTuple
 
 import chex
@@ -40,6 +41,8 @@ class Window(NamedTuple):
 
     tokens: jax.Array  # int32 [B, C, h, w]
     actions: jax.Array | None  # float32 [B, C, A], the action that led into each frame; None: text
+    # float32 [B, C, h, w, K] bit margins of each frame (models with `margin_inputs`), else None
+    margins: jax.Array | None = None
 
 
 class Rollout(NamedTuple):
@@ -62,14 +65,34 @@ def push_frame(window: jax.Array, new: jax.Array) -> jax.Array:
     return jnp.concatenate([window[:, 1:], new[:, None].astype(window.dtype)], axis=1)
 
 
-def initial_window(first_tokens: jax.Array, model: WorldModel) -> Window:
-    """A context of C copies of the first frame [B, h, w]; zero actions for the action model."""
+def initial_window(first_tokens: jax.Array, model: WorldModel,
+                   first_margins: jax.Array | None = None) -> Window:
+    """A context of C copies of the first frame [B, h, w]; zero actions for the action model;
+    copies of the first frame's bit margins [B, h, w, K] for models with `margin_inputs`."""
     c = model.config
     tokens = jnp.repeat(first_tokens[:, None].astype(jnp.int32), c.num_frames - 1, axis=1)
     actions = None
     if c.control == "action":
         actions = jnp.zeros((first_tokens.shape[0], c.num_frames - 1, c.action_dim), jnp.float32)
-    return Window(tokens, actions)
+    margins = None
+    if c.margin_inputs:
+        if first_margins is None:
+            raise ValueError("this world model reads bit margins: pass the first frame's "
+                             "margins [B, h, w, K] (tokenizer.tokenize.frame_margins)")
+        chex.assert_shape(first_margins, (*first_tokens.shape, c.num_bits))
+        margins = jnp.repeat(first_margins[:, None].astype(jnp.float32), c.num_frames - 1, axis=1)
+    return Window(tokens, actions, margins)
+
+
+def model_margins(config: WorldModelConfig, window_margins: jax.Array | None):
+    """The model's margins input for a window plus the frame being predicted (its own margins
+    are never read: zeros), or None for models without `margin_inputs`."""
+    if not config.margin_inputs:
+        return None
+    if window_margins is None:
+        raise ValueError("this world model reads bit margins (margin_inputs=True): pass the "
+                         "context frames' margins [B, C, h, w, K]")
+    return jnp.concatenate([window_margins, jnp.zeros_like(window_margins[:, :1])], axis=1)
 
 
 def _concrete(x) -> bool:
@@ -131,10 +154,11 @@ def copy_penalised(logits: jax.Array, previous: jax.Array, num_bits: int,
 
 def _decode_frame(params: PyTree, model: WorldModel, window_tokens: jax.Array, control: jax.Array,
                   control_mask: jax.Array | None, key: PRNGKey, num_steps: int,
-                  temperature: float, done_pass: bool,
-                  copy_penalty: float = 0.0) -> tuple[jax.Array, jax.Array]:
+                  temperature: float, done_pass: bool, copy_penalty: float = 0.0,
+                  window_margins: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """The MaskGIT loop (module docstring), unrolled over the static `num_steps`."""
     c = model.config
+    margins = model_margins(c, window_margins)
     b, k = window_tokens.shape[0], c.grid_height * c.grid_width
     previous = window_tokens[:, -1].reshape(b, k)
     context_mask = jnp.zeros(window_tokens.shape, bool)
@@ -143,7 +167,7 @@ def _decode_frame(params: PyTree, model: WorldModel, window_tokens: jax.Array, c
         rng_sample, rng_noise = jax.random.split(jax.random.fold_in(key, step))
         window = jnp.concatenate([window_tokens, tokens.reshape(b, 1, *window_tokens.shape[2:])], 1)
         mask = jnp.concatenate([context_mask, masked.reshape(b, 1, *window_tokens.shape[2:])], 1)
-        out = model.apply(params, window, control, control_mask, mask)
+        out = model.apply(params, window, control, control_mask, mask, margins)
         logits = copy_penalised(out.logits[:, -1].reshape(b, k, c.num_factors, -1), previous,
                                 c.num_bits, copy_penalty)
         sub, log_p = _sample(logits, rng_sample, temperature)
@@ -158,7 +182,7 @@ def _decode_frame(params: PyTree, model: WorldModel, window_tokens: jax.Array, c
     tokens = tokens.reshape(b, c.grid_height, c.grid_width)
     if done_pass:
         window = jnp.concatenate([window_tokens, tokens[:, None]], axis=1)
-        done = model.apply(params, window, control, control_mask).done[:, -1]
+        done = model.apply(params, window, control, control_mask, None, margins).done[:, -1]
     return tokens, done
 
 
@@ -168,7 +192,8 @@ _decode_frame_jit = jax.jit(_decode_frame, static_argnums=(1, 6, 7, 8, 9))
 def predict_next_frame(params: PyTree, model: WorldModel, window_tokens: jax.Array,
                        control: jax.Array, key: PRNGKey, *, control_mask: jax.Array | None = None,
                        num_steps: int = 2, temperature: float = 0.0, done_pass: bool = False,
-                       copy_penalty: float = 0.0) -> tuple[jax.Array, jax.Array]:
+                       copy_penalty: float = 0.0,
+                       margins: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """The next frame's tokens int32 [B, h, w] and done probability [B].
 
     Args:
@@ -177,12 +202,14 @@ def predict_next_frame(params: PyTree, model: WorldModel, window_tokens: jax.Arr
         then the action applied now); text model: [B, L, E] features with `control_mask` [B, L].
       key: used only when temperature > 0.
       copy_penalty: subtracted from the logits of "no change" (see `copy_penalised`).
+      margins: float [B, C, h, w, K], the context frames' bit margins (models with
+        `margin_inputs` only).
     Jit-able (also inside a caller's jit/scan); inputs are checked first (see `check_inputs`).
     """
     check_inputs(model.config, window_tokens, control, control_mask)
     return _decode_frame_jit(params, model, jnp.asarray(window_tokens, jnp.int32), control,
                              control_mask, key, num_steps, float(temperature), done_pass,
-                             float(copy_penalty))
+                             float(copy_penalty), margins)
 
 
 def _step_control(model: WorldModel, window: Window, action: jax.Array | None, text: jax.Array):
@@ -193,13 +220,17 @@ def _step_control(model: WorldModel, window: Window, action: jax.Array | None, t
 
 def rollout(params: PyTree, model: WorldModel, window: Window, controls: jax.Array,
             key: PRNGKey, *, horizon: int | None = None, control_mask: jax.Array | None = None,
-            num_steps: int = 2, temperature: float = 0.0, copy_penalty: float = 0.0) -> Rollout:
+            num_steps: int = 2, temperature: float = 0.0, copy_penalty: float = 0.0,
+            margins_fn: Callable[[jax.Array], jax.Array] | None = None) -> Rollout:
     """H steps of `predict_next_frame` under one `lax.scan` (one compiled step, no Python loop).
 
     Args:
       window: the starting context (e.g. `initial_window`).
       controls: action model: float [B, H, A], the action applied at each step (H = horizon);
         text model: [B, L, E] features with `control_mask` [B, L], and `horizon` H.
+      margins_fn: models with `margin_inputs`: predicted tokens [B, h, w] -> their bit margins
+        [B, h, w, K] (`tokenizer.tokenize.frame_margins` of the decoded frame), pushed into the
+        window with them; `window.margins` holds the start's.
     Returns: Rollout(tokens [B, H, h, w], done [B, H], the final window).
     """
     is_action = model.config.control == "action"
@@ -210,15 +241,21 @@ def rollout(params: PyTree, model: WorldModel, window: Window, controls: jax.Arr
                  _step_control(model, window, controls[:, 0], controls) if is_action else controls,
                  control_mask)
     _check_finite(controls)
+    if model.config.margin_inputs and (margins_fn is None or window.margins is None):
+        raise ValueError("this world model reads bit margins: rollout needs window.margins and "
+                         "margins_fn")
 
     def step(window: Window, inputs):
         index, action = inputs
         control = _step_control(model, window, action, controls)
         tokens, done = _decode_frame(params, model, window.tokens, control, control_mask,
                                      jax.random.fold_in(key, index), num_steps, temperature, False,
-                                     copy_penalty)
+                                     copy_penalty, window.margins)
         actions = push_frame(window.actions, action) if is_action else None
-        return Window(push_frame(window.tokens, tokens), actions), (tokens, done)
+        margins = None
+        if model.config.margin_inputs:
+            margins = push_frame(window.margins, margins_fn(tokens).astype(jnp.float32))
+        return Window(push_frame(window.tokens, tokens), actions, margins), (tokens, done)
 
     actions = jnp.swapaxes(controls, 0, 1) if is_action else None
     window, (tokens, done) = jax.lax.scan(step, window, (jnp.arange(horizon), actions),
@@ -245,6 +282,8 @@ def golden_trajectory(params: PyTree, model: WorldModel, first_tokens: jax.Array
     """
     if model.config.control != "text":
         raise ValueError("golden_trajectory needs the text world model")
+    if model.config.margin_inputs:
+        raise NotImplementedError("golden_trajectory of a text model with margin_inputs")
     b = first_tokens.shape[0]
     start = GoldenTrajectory(first_tokens.astype(jnp.int32), jnp.zeros((b,), jnp.int32),
                              jnp.zeros((b,), bool))

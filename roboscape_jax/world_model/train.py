@@ -29,7 +29,7 @@ from roboscape_jax.utils.files import write_json
 from roboscape_jax.utils.training import TrainState, create_train_state, make_train_step, train_loop
 from roboscape_jax.world_model import data, losses
 from roboscape_jax.world_model.masking import training_mask
-from roboscape_jax.world_model.model import WorldModel, create_model
+from roboscape_jax.world_model.model import WorldModel, create_model, init_params
 from roboscape_jax.world_model.sampling import copy_penalised
 
 EVAL_METRICS = ("token_accuracy", "changed_token_accuracy", "copy_accuracy", "changed_fraction")
@@ -70,14 +70,7 @@ def control_inputs(batch: Mapping[str, jax.Array], control: str):
 
 def init_state(config, model: WorldModel, tx: optax.GradientTransformation) -> TrainState:
     rng, rng_init = jax.random.split(jax.random.PRNGKey(config.seed))
-    m = config.model
-    tokens = jnp.zeros((1, m.num_frames, m.grid_height, m.grid_width), jnp.int32)
-    if m.control == "action":
-        control, control_mask = jnp.zeros((1, m.num_frames, m.action_dim)), None
-    else:
-        control, control_mask = jnp.zeros((1, 1, m.text_dim)), jnp.ones((1, 1), bool)
-    params = jax.jit(model.init)(rng_init, tokens, control, control_mask)
-    return create_train_state(params, tx, rng)
+    return create_train_state(init_params(model, rng_init), tx, rng)
 
 
 def changed_weights(tokens: jax.Array, changed_weight: float) -> jax.Array:
@@ -96,7 +89,8 @@ def make_loss_fn(config, model: WorldModel):
         mask = training_mask(rng, tokens.shape[0], m.num_frames, (m.grid_height, m.grid_width),
                              num_context_frames=mk.num_context_frames,
                              full_mask_prob=mk.full_mask_prob)
-        out = model.apply(params, tokens, *control_inputs(batch, m.control), mask)
+        out = model.apply(params, tokens, *control_inputs(batch, m.control), mask,
+                          batch.get("margins"))
         weights = changed_weights(tokens, config.loss.changed_weight)
         visual = losses.masked_token_cross_entropy(out.logits, tokens, mask, weights)
         done = losses.done_rmse(out.done, batch["done"])
@@ -121,7 +115,8 @@ def make_eval_step(config, model: WorldModel, copy_penalty: float = 0.0):
     def eval_step(params: PyTree, batch: Mapping[str, jax.Array]):
         tokens = batch["tokens"]
         mask = jnp.zeros(tokens.shape, bool).at[:, -1].set(True)
-        out = model.apply(params, tokens, *control_inputs(batch, config.model.control), mask)
+        out = model.apply(params, tokens, *control_inputs(batch, config.model.control), mask,
+                          batch.get("margins"))
         b, _, h, w = tokens.shape
         logits = out.logits[:, -1].reshape(b, h * w, *out.logits.shape[-2:])
         logits = copy_penalised(logits, tokens[:, -2].reshape(b, h * w), model.config.num_bits,
@@ -174,6 +169,12 @@ def train_and_evaluate(config, workdir: str,
     """Trains to `config.num_steps` on episodes["train"] (resuming from `workdir`), evaluating on
     episodes["held_out"]; writes `workdir/eval/metrics.json` at the end."""
     m = config.model
+    if m.get("margin_inputs", False):
+        lacking = [ep.episode_id for eps in episodes.values() for ep in eps if ep.margins is None]
+        if lacking:
+            raise ValueError(f"{len(lacking)} token-cache episodes (e.g. {lacking[0]}) have no bit "
+                             "margins, which this model reads (margin_inputs): re-run "
+                             "tokenize_dataset into a new cache folder")
     mesh = sharding.data_mesh()
     sharding.check_batch_size(config.input.batch_size, mesh)
     check_resume_compatible(os.path.join(workdir, "checkpoints"), config)

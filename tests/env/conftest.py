@@ -10,6 +10,7 @@ from roboscape_jax.env import EnvConfig, Scenes, WorldModelEnv
 from roboscape_jax.tokenizer.losses import load_lpips_params
 from roboscape_jax.tokenizer.model import create_model as create_tokenizer
 from roboscape_jax.world_model.model import create_model as create_world_model
+from roboscape_jax.world_model.model import init_params
 
 NUM_SCENES, MAX_STEPS = 3, 3
 
@@ -19,16 +20,11 @@ def _fast_compiles(fast_compiles):
     yield
 
 
-def init_world_model(control: str):
+def init_world_model(control: str, **overrides):
     """(model, params) of the `debug` world model for `control`."""
-    model = create_world_model(world_model_config("debug", control).model)
-    c = model.config
-    tokens = jnp.zeros((1, c.num_frames, c.grid_height, c.grid_width), jnp.int32)
-    if control == "action":
-        return model, jax.jit(model.init)(jax.random.PRNGKey(1), tokens,
-                                          jnp.zeros((1, c.num_frames, c.action_dim)))
-    return model, jax.jit(model.init)(jax.random.PRNGKey(2), tokens, jnp.zeros((1, 4, 384)),
-                                      jnp.ones((1, 4), bool))
+    model = create_world_model({**world_model_config("debug", control).model.to_dict(),
+                                **overrides})
+    return model, init_params(model, jax.random.PRNGKey(1 if control == "action" else 2))
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,8 @@ from roboscape_jax.env.reward_baselines import (
     pooled_frame_features,
     save_reward_head,
 )
+from roboscape_jax.tokenizer.api import decode, to_uint8
+from roboscape_jax.tokenizer.tokenize import frame_margins
 from roboscape_jax.world_model.model import last_frame_outputs
 from tests.env.conftest import MAX_STEPS, NUM_SCENES, init_world_model, random_scenes
 
@@ -186,7 +188,9 @@ def test_baseline_reward_heads_pay_their_prediction(env_and_params, reward, tmp_
     else:
         window = jnp.concatenate([state.tokens, next_state.tokens[-1:]])[None]
         control = jnp.concatenate([state.actions, jnp.zeros((1, 7))])[None]
-        expected = head.predict(last_frame_outputs(env.model, params.model, window, control)[1])[0]
+        margins = jnp.concatenate([state.margins, jnp.zeros_like(state.margins[:1])])[None]
+        expected = head.predict(last_frame_outputs(env.model, params.model, window, control,
+                                                   None, margins)[1])[0]
     np.testing.assert_allclose(r, expected, rtol=1e-4, atol=1e-5)
     assert float(info["sparse"]) == 0.0
     with pytest.raises(ValueError, match="reads"):  # a head fit on other features
@@ -207,3 +211,19 @@ def test_make_scenes_goal_from_golden_trajectory(tokenizer):
                              base.instruction, text, mask, KEY, horizon=2, tau=tau)
         assert scenes.goal_frame.shape == (2, 128, 64, 3) and scenes.goal_frame.dtype == jnp.uint8
         np.testing.assert_array_equal(scenes.goal_reached, reached)
+
+
+def test_window_carries_bit_margins_of_the_first_and_generated_frames(env_and_params):
+    """The action model reads bit margins: the first frame's from its real image, a generated
+    frame's from its decoded image (`frame_margins`), pushed with its tokens."""
+    env, params = env_and_params
+    assert env.model.config.margin_inputs
+    _, state = env.reset_to(jnp.int32(2), params)
+    c = env.model.config
+    assert state.margins.shape == (c.num_frames - 1, c.grid_height, c.grid_width, c.num_bits)
+    np.testing.assert_allclose(state.margins[-1], params.initial_margins[2])
+    obs, state, *_ = jax.jit(env.step_env)(KEY, state, jnp.zeros(7), params)
+    decoded = decode(params.tokenizer, state.tokens[-1:], model=env.tokenizer)
+    expected = frame_margins(env.tokenizer, params.tokenizer, to_uint8(decoded),
+                             state.tokens[-1:])[0]
+    np.testing.assert_allclose(state.margins[-1], expected, rtol=1e-4, atol=1e-4)

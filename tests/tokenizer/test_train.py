@@ -15,7 +15,12 @@ from experiments.configs.tokenizer import tokenizer_config
 from roboscape_jax.tokenizer import api, train
 from roboscape_jax.tokenizer.frames import ArrayFrameSource, synthetic_frames
 from roboscape_jax.tokenizer.losses import load_lpips_params, tokenizer_loss
-from roboscape_jax.tokenizer.tokenize import ArrayEpisodeSource, load_tokens, tokenize_episodes
+from roboscape_jax.tokenizer.tokenize import (
+    ArrayEpisodeSource,
+    frame_margins,
+    load_tokens,
+    tokenize_episodes,
+)
 from roboscape_jax.utils.metrics import read_jsonl
 from tests.conftest import REPO_ROOT
 
@@ -131,6 +136,15 @@ def test_token_cache_is_written_once_and_refuses_another_tokenizer(debug_run, tm
     np.testing.assert_array_equal(sticky[0], tokens[0])  # the first frame is quantized plainly
     bit_flips = lambda x: np.sum(np.diff((x[..., None] >> np.arange(model.num_bits)) & 1, axis=0) != 0)  # noqa: E731,E501
     assert bit_flips(sticky) <= bit_flips(tokens)  # a kept bit flips later at most once
+    # bit margins: latent x code sign; |z| for plain codes, > -hysteresis for sticky ones
+    with np.load(f"{cache}/ep_1.npz") as npz, np.load(f"{sticky_cache}/ep_1.npz") as sticky_npz:
+        margins, sticky_margins = npz["margins"], sticky_npz["margins"]
+    latents = np.asarray(api.encode_latents(params, frames[5:], model=model))
+    assert margins.shape == (6, 16, 8, model.num_bits) and margins.dtype == np.float16
+    np.testing.assert_allclose(margins, np.abs(latents), rtol=1e-2, atol=1e-3)
+    assert sticky_margins.min() >= -0.5 - 1e-3 and (sticky_margins < 0).any()
+    np.testing.assert_allclose(frame_margins(model, params, frames[5:], tokens), np.abs(latents),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_launcher_debug_smoke_run(tmp_path):

@@ -94,7 +94,7 @@ class CounterModel(nn.Module):
     config: WorldModelConfig
     goal: int = 3
 
-    def __call__(self, tokens, control, control_mask=None, token_mask=None):
+    def __call__(self, tokens, control, control_mask=None, token_mask=None, margins=None):
         nxt = tokens[:, -2] + 1  # [B, h, w]: the frame before the (masked) last one, plus 1
         logits = 20.0 * jax.nn.one_hot(index_to_subcodes(nxt, self.config.num_bits, 2), 8)
         logits = jnp.broadcast_to(logits[:, None], (*tokens.shape, 2, 8))
@@ -116,3 +116,36 @@ def test_golden_trajectory_stops_at_first_done():
     np.testing.assert_array_equal(short.reached, [False, True])
     np.testing.assert_array_equal(short.goal_index, [2, 1])
     np.testing.assert_array_equal(short.goal_tokens[:, 0, 0], [2, 3])
+
+
+def test_margin_model_needs_margins_and_rollout_pushes_generated_ones():
+    from roboscape_jax.tokenizer.model import index_to_bits
+    from roboscape_jax.world_model.model import WorldModel, init_params
+
+    config = WorldModelConfig(control="action", num_bits=6, num_factors=2, grid_height=4,
+                              grid_width=2, num_frames=3, depth=1, width=16, num_heads=2,
+                              action_hidden=4, done_hidden=8, predict_change=True,
+                              margin_inputs=True)
+    model = WorldModel(config)
+    params = init_params(model, jax.random.PRNGKey(3))
+    tokens, actions = _context(model)
+    margins = jnp.ones((*tokens.shape, 6))
+    with pytest.raises(ValueError, match="margins"):
+        sampling.predict_next_frame(params, model, tokens, actions, KEY)
+    frame, done = sampling.predict_next_frame(params, model, tokens, actions, KEY,
+                                              margins=margins)
+    assert frame.shape == (2, 4, 2) and done.shape == (2,)
+    with pytest.raises(ValueError, match="margins"):
+        sampling.initial_window(tokens[:, 0], model)
+    window = sampling.initial_window(tokens[:, 0], model, margins[:, 0])
+    assert window.margins.shape == (2, 2, 4, 2, 6)
+    steps = jnp.zeros((2, 3, 7))
+    with pytest.raises(ValueError, match="margins_fn"):
+        sampling.rollout(params, model, window, steps, KEY)
+
+    def margins_fn(t):
+        return 0.5 * index_to_bits(t, 6)
+
+    out = sampling.rollout(params, model, window, steps, KEY, margins_fn=margins_fn)
+    np.testing.assert_allclose(out.window.margins[:, -1], margins_fn(out.tokens[:, -1]))
+    np.testing.assert_allclose(out.window.margins[:, -2], margins_fn(out.tokens[:, -2]))

@@ -100,3 +100,48 @@ def test_config_variants_build_models(variant):
         state = jax.eval_shape(lambda: train.init_state(config, model, tx))
         count = sum(p.size for p in jax.tree.leaves(state.params))
         assert 1e6 < count < 3e6, count
+
+
+_TEN_STEPS = """
+import json
+import jax
+from experiments.configs.world_model import world_model_config
+from roboscape_jax.utils import sharding
+from roboscape_jax.world_model import data, train
+config = world_model_config("debug", "action")
+config.input.batch_size = 8
+episodes = data.synthetic_episodes(6, grid=(16, 8), num_bits=6)
+batch_fn = data.make_batch_fn(episodes, batch_size=8, num_frames=3, seed=0)
+model = train.create_model(config.model)
+tx = train.make_optimizer(config)
+losses = {}
+for n in (1, 4):
+    mesh = sharding.data_mesh(jax.devices()[:n])
+    state = sharding.replicate(train.init_state(config, model, tx), mesh)
+    step = train.make_step(config, model, tx, mesh)
+    losses[n] = []
+    for i in range(10):
+        batch = sharding.shard_batch(batch_fn(i), mesh)
+        state, metrics = step(state, batch)
+        losses[n].append(float(metrics["loss"]))
+print(json.dumps({"devices": len(jax.devices()), "one": losses[1], "four": losses[4]}))
+"""
+
+
+def test_four_devices_match_one_device_for_ten_steps():
+    """Issue 9: data-parallel training over 4 (fake CPU) devices gives the 1-device losses."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    out = subprocess.run([sys.executable, "-c", _TEN_STEPS], cwd=REPO_ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    one, four = result["one"], result["four"]
+    assert result["devices"] == 4 and len(one) == len(four) == 10
+    assert len(set(one)) > 1  # the loss moves: the steps really trained
+    np.testing.assert_allclose(four, one, rtol=1e-5)

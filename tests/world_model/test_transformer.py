@@ -101,3 +101,44 @@ def test_change_head_reads_its_classes_as_flips_of_the_previous_code():
         predicted = losses.predicted_tokens(model.apply(forced, tokens, actions).logits)
         np.testing.assert_array_equal(predicted[:, 1:], expected)
     assert "bit_embedding" in params["params"]
+
+
+def _margin_model():
+    config = WorldModelConfig(control="action", predict_change=True, margin_inputs=True, **TINY)
+    model = WorldModel(config)
+    tokens, actions, _ = random_inputs(config, jax.random.PRNGKey(0))
+    margins = jax.random.normal(jax.random.PRNGKey(2), (*tokens.shape, config.num_bits))
+    params = jax.jit(model.init)(jax.random.PRNGKey(1), tokens, actions, None, None, margins)
+    return model, params, tokens, actions, margins
+
+
+def test_margin_model_needs_margins_and_reads_only_the_previous_frames():
+    model, params, tokens, actions, margins = _margin_model()
+    with pytest.raises(ValueError, match="margins"):
+        model.apply(params, tokens, actions)
+    out = model.apply(params, tokens, actions, None, None, margins)
+    # the last frame's own margins are never read (they would give its codes away)
+    changed_last = margins.at[:, -1].add(5.0)
+    np.testing.assert_allclose(model.apply(params, tokens, actions, None, None,
+                                           changed_last).logits, out.logits, atol=1e-5)
+    # the previous frame's margins move the last frame's logits, not the earlier frames'
+    changed_prev = margins.at[:, -2].add(5.0)
+    moved = model.apply(params, tokens, actions, None, None, changed_prev).logits
+    assert not np.allclose(moved[:, -1], out.logits[:, -1], atol=1e-4)
+    np.testing.assert_allclose(moved[:, :-1], out.logits[:, :-1], atol=1e-5)
+
+
+def test_flip_prior_adds_each_flipped_bits_logit():
+    model, params, tokens, actions, margins = _margin_model()
+    c = model.config
+    b, t = tokens.shape[:2]
+    _, state = model.apply(params, tokens, actions, None, None, margins,
+                           mutable=["intermediates"])
+    (prior,) = state["intermediates"]["flip_prior"]
+    assert prior.shape == (b, t, c.grid_height * c.grid_width, c.num_factors,
+                           c.vocab_per_factor)
+    np.testing.assert_allclose(prior[:, 0], 0.0)  # frame 0 has no previous frame
+    np.testing.assert_allclose(prior[..., 0], 0.0, atol=1e-6)  # "no change" flips nothing
+    # pattern 0b11 flips bits 0 and 1: its logit is the sum of patterns 0b01 and 0b10
+    np.testing.assert_allclose(prior[..., 3], prior[..., 1] + prior[..., 2], atol=1e-5)
+    assert np.abs(prior[:, 1:, ..., 1]).max() > 0
