@@ -45,7 +45,6 @@ from roboscape_jax.utils.files import write_json, write_text
 from roboscape_jax.world_model import train as wm_train
 
 
-
 def row(section: str, what: str, batch: int, timing: Timing, items: float, unit: str,
         peak: float | None) -> dict[str, Any]:
     """One table row: `items` things (frames, scene-steps, ...) per call of `timing`."""

@@ -26,7 +26,8 @@ Observation, a dict (`observation.policy_observation`; the simulator adapter,
 Bad actions, inside jit (no error can be raised there): NaN entries are replaced by 0 (no motion,
 gripper command 0) and `info["nan_action"]` is True; entries outside [-1, 1] (inf included) are
 counted in `info["clipped_action_count"]` and brought into range as the simulator's controller does
-(`executed_action`: position and gripper clipped, rotation scaled to norm <= 1). The Gymnasium wrappers raise on NaN.
+(`executed_action`: position and gripper clipped, rotation scaled to norm <= 1). The Gymnasium
+wrappers raise on NaN.
 """
 
 from __future__ import annotations

@@ -112,7 +112,8 @@ def split_held_out(episodes: Sequence[Episode], fraction: float) -> tuple[list, 
 
 def load_token_cache(cache_dir: str) -> list[Episode]:
     """Episodes of `cache_dir/*.npz` (sorted by id), each with tokens, actions and done (and
-    optionally text, text_mask, task_id, reward, margins). Raises FileNotFoundError / ValueError naming what is missing."""
+    optionally text, text_mask, task_id, reward, margins). Raises FileNotFoundError / ValueError
+    naming what is missing."""
     paths = sorted(p for p in glob.glob(os.path.join(cache_dir, "*.npz"))
                    if not p.endswith(".tmp.npz"))
     if not paths:
