@@ -47,18 +47,18 @@ def main(argv):
     @jax.jit
     def code_probs(tokens, actions, margins):
         mask = jnp.zeros(tokens.shape, bool).at[:, -1].set(True)
-        logits = model.apply(params, tokens, actions, None, mask,
-                             margins if use_margins else None).logits[:, -1]
+        logits = model.apply(params, tokens, actions, None, mask, margins).logits[:, -1]
         if logits.shape[-2] != 1:
             raise ValueError("the probe reads single-factor (one softmax per code) models")
         return jax.nn.softmax(logits[..., 0, :], -1)  # [B, h, w, V]
 
+    margins = windows["margins"] if use_margins else None
+
     def probs(actions):
-        return np.concatenate([np.asarray(code_probs(windows["tokens"][i:i + 64],
-                                                     actions[i:i + 64],
-                                                     windows.get("margins",
-                                                                 windows["tokens"])[i:i + 64]))
-                               for i in range(0, len(actions) - len(actions) % 64, 64)])
+        return np.concatenate([np.asarray(code_probs(
+            windows["tokens"][i:i + 64], actions[i:i + 64],
+            None if margins is None else margins[i:i + 64]))
+            for i in range(0, len(actions) - len(actions) % 64, 64)])
 
     p = probs(windows["actions"])
     n = len(p)

@@ -147,6 +147,11 @@ class TextControl(nn.Module):
         return tokens[:, None], mask.astype(bool)[:, None]
 
 
+def _previous_frame(x: jax.Array) -> jax.Array:
+    """[B, T, ...] -> [B, T, ...]: frame t-1's values at frame t, zeros at frame 0."""
+    return jnp.concatenate([jnp.zeros_like(x[:, :1]), x[:, :-1]], axis=1)
+
+
 class WorldModel(nn.Module):
     """Token embedding -> ST transformer conditioned on the control -> factored logits and done."""
 
@@ -186,9 +191,8 @@ class WorldModel(nn.Module):
         c = self.config
         b, t = margins.shape[:2]
         chex.assert_shape(margins, (b, t, c.grid_height, c.grid_width, c.num_bits))
-        previous = jnp.clip(margins[:, :-1].astype(jnp.float32), -1.0, 2.0)
-        previous = previous.reshape(b, t - 1, -1, c.num_bits)
-        return jnp.concatenate([jnp.zeros_like(previous[:, :1]), previous], axis=1)
+        clipped = jnp.clip(margins.astype(jnp.float32), -1.0, 2.0).reshape(b, t, -1, c.num_bits)
+        return _previous_frame(clipped)
 
     def _margin_features(self, margins: jax.Array) -> jax.Array:
         """[B, T, K, bits] previous margins -> [B, T, K, 2 bits]: the margin and a bump that is 1
@@ -217,9 +221,8 @@ class WorldModel(nn.Module):
         tokens are always known when frame t is predicted (the context)."""
         c = self.config
         b, t = tokens.shape[:2]
-        previous = index_to_subcodes(tokens[:, :-1].reshape(b, t - 1, -1), c.num_bits,
-                                     c.num_factors)
-        return jnp.concatenate([jnp.zeros_like(previous[:, :1]), previous], axis=1)
+        return _previous_frame(index_to_subcodes(tokens.reshape(b, t, -1), c.num_bits,
+                                                 c.num_factors))
 
     def _copy_prior(self, x: jax.Array, tokens: jax.Array) -> jax.Array:
         """[B, T, K, F, V_f]: gate(x) on the one-hot of frame t-1's sub-codes (zero for frame 0)."""
@@ -306,7 +309,6 @@ def last_frame_outputs(model: WorldModel, params: PyTree, tokens: jax.Array, con
                              mutable=["intermediates"])
     (embedding,) = state["intermediates"]["frame_embedding"]
     return out.done[:, -1], embedding[:, -1]
-
 
 
 def init_params(model: WorldModel, rng: jax.Array) -> PyTree:
