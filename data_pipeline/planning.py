@@ -9,7 +9,11 @@ rendering; the joint targets it commands are what `collect.py` converts to delta
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import functools
+import glob
+import os
 
 import numpy as np
 import sapien
@@ -30,6 +34,37 @@ class Perturbation:
 
 
 GRIPPER_STEPS = 4  # control steps to open or close the gripper (0.4 s at 10 Hz)
+
+
+_OMPL_LOG_NONE = 6  # ompl::msg::LogLevel::LOG_NONE
+
+
+@functools.cache
+def _native_libraries() -> tuple[ctypes.CDLL, ctypes.CDLL]:
+    import mplib
+
+    libs = glob.glob(os.path.join(os.path.dirname(mplib.__file__), "..", "mplib.libs", "libompl*"))
+    if not libs:
+        raise RuntimeError("mplib's bundled libompl was not found; cannot seed RRTConnect")
+    ompl = ctypes.CDLL(libs[0])  # the copy mplib's extension already loaded: same globals
+    ompl._ZN4ompl3msg11setLogLevelENS0_8LogLevelE(ctypes.c_int(_OMPL_LOG_NONE))
+    return ompl, ctypes.CDLL(None)
+
+
+def reset_native_rngs() -> None:
+    """Puts the planners' C++ random generators in one fixed state before each plan.
+
+    mplib 0.1.1 exposes no seed: RRTConnect draws from OMPL's seed generator (seeded from the
+    clock once per process) and IK restarts from `std::rand`, so a plan that falls back to
+    RRTConnect depended on the process and on the episodes planned before it, and a resumed
+    collection could differ from an uninterrupted one. OMPL's `RNG::setSeed` after the first
+    draw re-seeds its generator with the first seed it was given (and logs an error, silenced
+    here), so a constant seed makes every plan start from the same state. The plan still
+    depends on the episode: its scene, start and waypoints come from the episode seed.
+    """
+    ompl, libc = _native_libraries()
+    ompl._ZN4ompl3RNG7setSeedEm(ctypes.c_ulong(1))
+    libc.srand(ctypes.c_uint(1))
 
 
 class PlanFailed(RuntimeError):
@@ -136,6 +171,7 @@ def solve(
     env, task: str, rng: np.random.Generator, perturb: Perturbation | None, push_distance: float
 ) -> None:
     """Runs the task's plan in `env` (pd_joint_pos control); raises PlanFailed if none is found."""
+    reset_native_rngs()
     planner = _Planner(env, rng, perturb)
     base = env.unwrapped
     if task == "pick_and_place":
