@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import os
+import time
 from typing import Any
 
 import jax
@@ -166,7 +167,10 @@ def initial_policy_params(config, env: WorldModelEnv, env_params) -> Any | None:
 
 def run_ppo_world_model(config, workdir: str) -> dict[str, float]:
     """Trains (or resumes) PPO in the world model; writes and returns `workdir/summary.json`."""
+    start = time.perf_counter()
     env, env_params = make_env(config, workdir)
+    print(f"ppo_world_model: models and {env_params.scenes.num_scenes} scenes ready in "
+          f"{time.perf_counter() - start:.0f} s; compiling the first chunk", flush=True)
     policy = sft.create_policy(config.policy)
     _, summary = train_in_chunks(
         config.ppo, LogWrapper(env), env_params, policy, workdir=workdir,

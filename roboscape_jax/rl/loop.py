@@ -28,7 +28,7 @@ from roboscape_jax.utils.metrics import MetricWriter
 from roboscape_jax.utils.progress import Progress
 from roboscape_jax.utils.training import check_finite
 
-SHOWN = ("episode_return", "reward", "total_loss")  # metrics on the progress line
+SHOWN = ("episode_return", "reward", "info/dense", "total_loss")  # metrics on the progress line
 
 
 def make_chunk_fns(config: PPOConfig, env: Any, network: Any) -> tuple[Callable, Callable]:

@@ -35,6 +35,9 @@ from roboscape_jax.utils.config import dataclass_from_config
 
 Metrics = dict[str, jax.Array]
 _LOG_KEYS = ("returned_episode_returns", "returned_episode")
+# Per-step info terms averaged into the metrics as ``info/<key>`` when the env reports them
+# (the world-model env's reward split: LPIPS dense part, done bonus, done probability).
+_MEAN_INFO_KEYS = ("dense", "sparse", "done_prob")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,14 +230,17 @@ def rollout_metrics(info: Metrics) -> Metrics:
 
     ``episode_return``: mean over episodes finished in this rollout (NaN if none).
     ``returned_episode_returns``: PureJaxRL's curve, mean over [T, N] of the
-    last finished return per env.
+    last finished return per env. ``info/<key>``: per-step mean of each
+    ``_MEAN_INFO_KEYS`` term the env reports.
     """
+    means = {f"info/{k}": info[k].astype(jnp.float32).mean() for k in _MEAN_INFO_KEYS if k in info}
     if not all(k in info for k in _LOG_KEYS):
-        return {}
+        return means
     finished = info["returned_episode"].astype(jnp.float32)
     count = finished.sum()
     total = (info["returned_episode_returns"] * finished).sum()
     return {
+        **means,
         "episode_return": jnp.where(count > 0, total / jnp.maximum(count, 1.0), jnp.nan),
         "num_episodes": count,
         "returned_episode_returns": info["returned_episode_returns"].mean(),
@@ -291,7 +297,7 @@ def make_ppo(
             value=value,
             log_prob=dist.log_prob(action),
             next_value=next_value,
-            info={k: info[k] for k in _LOG_KEYS if k in info},
+            info={k: info[k] for k in _LOG_KEYS + _MEAN_INFO_KEYS if k in info},
         )
         return runner._replace(env_state=env_state, obs=obs), transition
 

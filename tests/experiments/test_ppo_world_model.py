@@ -53,6 +53,10 @@ def test_debug_run_from_sft_then_resume(tmp_path, sft_dir, capsys):
     for row in rows:  # every env truncates once per update (max_steps 3, 4 steps per rollout)
         assert np.isfinite(row["reward"]) and np.isfinite(row["episode_return"])
         assert row["num_episodes"] == config.ppo.num_envs
+        # The env's reward terms are logged per step: 1 - LPIPS (<= 1) plus the done bonus.
+        assert row["info/dense"] <= 1.0 and 0.0 <= row["info/done_prob"] <= 1.0
+        np.testing.assert_allclose(row["info/dense"] + row["info/sparse"], row["reward"],
+                                   rtol=1e-5)
     steps, state = _raw_checkpoint(os.path.join(workdir, "checkpoints"))
     assert steps == [1, 2]
     ppo_params = state["train_state"]["params"]["params"]
