@@ -1,0 +1,64 @@
+"""Whether a decode setting makes the text world model's golden-trajectory goals useful.
+
+  python -m experiments.probe_text_decoding --workdir=runs/tiny --split=val --episodes=16
+
+For each (temperature, copy penalty) pair of --settings, rolls the text model out from each
+episode's first frame and instruction (Eq. 6, at most --horizon frames, stopping at done >= tau)
+and prints one JSON line: how often the goal is closer (LPIPS) to the real final frame than the
+real and the tokenized initial frame, the mean LPIPS of each, and how often done was reached.
+Decode settings are chosen on `val`, never on the test (`ood`) episodes (issue 5).
+"""
+
+import json
+import os
+import time
+
+from absl import app, flags, logging
+
+from experiments.configs import tiny
+from experiments.configs.sft import DATASET_SUBDIR
+from experiments.stages import world_model as stage
+from roboscape_jax.world_model import evaluate as wm_eval
+
+_WORKDIR = flags.DEFINE_string("workdir", "runs/tiny", "Pipeline workdir of a `tiny` run.")
+_SPLIT = flags.DEFINE_string("split", "val", "Token-cache split.")
+_EPISODES = flags.DEFINE_integer("episodes", 16, "Episodes, evenly spaced over the split.")
+_HORIZON = flags.DEFINE_integer("horizon", 100, "Cap on the golden trajectory's length.")
+_SETTINGS = flags.DEFINE_list("settings", ["0:0", "1:0", "1:1", "1:2", "0:2", "0:4"],
+                              "temperature:copy_penalty pairs.")
+
+
+def parse_setting(text: str) -> tuple[float, float]:
+    """'T:P' -> (temperature, copy penalty)."""
+    try:
+        temperature, penalty = (float(x) for x in text.split(":"))
+    except ValueError as err:
+        raise app.UsageError(f"--settings entry {text!r} is not temperature:copy_penalty") from err
+    if temperature < 0:
+        raise app.UsageError(f"--settings entry {text!r}: temperature must be >= 0")
+    return temperature, penalty
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)
+    settings = [parse_setting(s) for s in _SETTINGS.value]
+    config = tiny.get_config()
+    out_dir = os.path.join(_WORKDIR.value, "evaluate_world_models")
+    ctx = stage._contexts(config, out_dir)["text"]
+    episodes = stage.evenly_spaced(stage.load_cache(out_dir, _SPLIT.value), _EPISODES.value)
+    frames = stage._frames(os.path.join(_WORKDIR.value, DATASET_SUBDIR), _SPLIT.value, episodes)
+    sampling = config.world_models.text.sampling
+    for temperature, penalty in settings:
+        start = time.time()
+        metrics, _ = wm_eval.evaluate_text_model(
+            ctx, episodes, frames, horizon=_HORIZON.value, tau=sampling.done_threshold,
+            num_steps=sampling.num_steps, temperature=temperature, copy_penalty=penalty)
+        print(json.dumps({"split": _SPLIT.value, "temperature": temperature,
+                          "copy_penalty": penalty, "wall_s": round(time.time() - start),
+                          **{k: round(v, 4) for k, v in metrics.items()}}), flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
