@@ -19,11 +19,14 @@ from experiments.configs import tiny
 from experiments.configs.sft import DATASET_SUBDIR
 from experiments.stages import world_model as stage
 from roboscape_jax.world_model import evaluate as wm_eval
+from roboscape_jax.world_model import train as wm_train
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/tiny", "Pipeline workdir of a `tiny` run.")
 _SPLIT = flags.DEFINE_string("split", "val", "Token-cache split.")
 _EPISODES = flags.DEFINE_integer("episodes", 16, "Episodes, evenly spaced over the split.")
 _HORIZON = flags.DEFINE_integer("horizon", 100, "Cap on the golden trajectory's length.")
+_TEXT_MODEL = flags.DEFINE_string("text_model", "", "A text world-model run folder (default: the "
+                                  "workdir's train_world_models/text).")
 _SETTINGS = flags.DEFINE_list("settings", ["0:0", "1:0", "1:1", "1:2", "0:2", "0:4"],
                               "temperature:copy_penalty pairs.")
 
@@ -47,6 +50,9 @@ def main(argv):
     config = tiny.get_config()
     out_dir = os.path.join(_WORKDIR.value, "evaluate_world_models")
     ctx = stage._contexts(config, out_dir)["text"]
+    if _TEXT_MODEL.value:
+        model, params = wm_train.restore_params(_TEXT_MODEL.value, config.world_models.text)
+        ctx = ctx._replace(model=model, params=params)
     episodes = stage.evenly_spaced(stage.load_cache(out_dir, _SPLIT.value), _EPISODES.value)
     frames = stage._frames(os.path.join(_WORKDIR.value, DATASET_SUBDIR), _SPLIT.value, episodes)
     sampling = config.world_models.text.sampling

@@ -22,7 +22,8 @@ def format_duration(seconds: float) -> str:
 
 
 class Progress:
-    """Prints `desc 120/1000 (12%) 3.40 it/s elapsed 35.3s ETA 4m18s loss=0.12` at most every `every_s`.
+    """Prints `desc 120/1000 (12%) 3.40 it/s elapsed 35.3s ETA 4m18s loss=0.12` at most every
+    `every_s` seconds.
 
     The rate counts only work done in this process (a resumed run starts at `start`), so the ETA is
     honest after a restart. Compile time of the first step is excluded from the rate once a second
@@ -78,13 +79,22 @@ class Progress:
         print(line, file=self._stream, flush=True)
         return line
 
+    def _rate_text(self, rate: float) -> str:
+        """`2.00 it/s`; `67.3 s/update` for slow loops; `? it/s` before any timed work."""
+        if rate != rate or self._done == self._rate_n0:
+            return f"? {self.unit}/s"
+        if rate < 0.1:
+            singular = self.unit[:-1] if self.unit.endswith("s") else self.unit
+            return f"{1.0 / rate:.1f} s/{singular}"
+        return f"{rate:.2f} {self.unit}/s"
+
     def line(self, metrics: Mapping[str, Any] | None = None) -> str:
         rate = self.rate()
         eta = (self.total - self._done) / rate if rate == rate and rate > 0 else float("nan")
         pct = 100.0 * self._done / max(self.total, 1)
         parts = [
             f"{self.desc} {self._done}/{self.total} ({pct:.0f}%)",
-            f"{rate:.2f} {self.unit}/s" if rate == rate else f"? {self.unit}/s",
+            self._rate_text(rate),
             f"elapsed {format_duration(self._clock() - self._t0)}",
             f"ETA {format_duration(eta)}",
         ]

@@ -53,6 +53,16 @@ def test_progress_reports_rate_and_eta_excluding_first_step():
     assert out.getvalue().count("\n") == 2
 
 
+def test_progress_shows_slow_loops_in_seconds_per_unit():
+    now = [0.0]
+    progress = Progress(40, "ppo", every_s=0.0, stream=io.StringIO(), clock=lambda: now[0],
+                        unit="updates")
+    now[0] = 300.0
+    assert "? updates/s" in progress.update(4)  # only the compiling chunk so far
+    now[0] = 568.0
+    assert " 67.0 s/update " in progress.update(4)
+
+
 def test_progress_throttles_and_always_prints_the_end():
     now = [0.0]
     progress = Progress(3, "x", every_s=100.0, stream=io.StringIO(), clock=lambda: now[0])
