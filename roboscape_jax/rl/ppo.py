@@ -147,7 +147,7 @@ class Transition(NamedTuple):
     done: jax.Array  # [N] bool, terminated | truncated
     value: jax.Array  # [N] V(obs)
     log_prob: jax.Array  # [N] log pi_old(action | obs)
-    next_value: jax.Array | None  # [N] V(pre-reset next obs), or None
+    final_obs: Any  # [N, ...] pre-reset next observation (bootstrap_truncation), or None
     info: Metrics  # LogWrapper keys, [N] each
 
 
@@ -285,9 +285,9 @@ def make_ppo(
         obs, env_state, reward, terminated, truncated, info = step_envs(
             step_keys, runner.env_state, action, env_params
         )
-        next_value = None
+        final_obs = None
         if config.bootstrap_truncation and "final_observation" in info:
-            _, next_value = network.apply(params, info["final_observation"])
+            final_obs = info["final_observation"]  # valued after the rollout, in one pass
         transition = Transition(
             obs=runner.obs,
             action=action,
@@ -296,7 +296,7 @@ def make_ppo(
             done=jnp.logical_or(terminated, truncated),
             value=value,
             log_prob=dist.log_prob(action),
-            next_value=next_value,
+            final_obs=final_obs,
             info={k: info[k] for k in _LOG_KEYS + _MEAN_INFO_KEYS if k in info},
         )
         return runner._replace(env_state=env_state, obs=obs), transition
@@ -310,10 +310,17 @@ def make_ppo(
         env_keys = jax.random.split(rng_env, (config.num_steps, num_envs))
         return jax.lax.scan(env_step, runner._replace(rng=rng), (noise, env_keys))
 
+    def batched_values(params: Any, obs: Any) -> jax.Array:
+        """V of observations [T, N, ...] in one network pass over T * N (cheaper on CPU than a
+        pass inside every rollout step)."""
+        t, n = jax.tree.leaves(obs)[0].shape[:2]
+        flat = jax.tree.map(lambda x: x.reshape((t * n,) + x.shape[2:]), obs)
+        return network.apply(params, flat)[1].reshape(t, n)
+
     def make_batch(params: Any, traj: Transition, last_obs: jax.Array) -> Batch:
         """GAE advantages and value targets [T, N] next to the rollout data."""
-        if traj.next_value is not None:  # bootstraps from V(final obs) on truncation
-            next_values, terminated = traj.next_value, traj.terminated
+        if traj.final_obs is not None:  # bootstraps from V(final obs) on truncation
+            next_values, terminated = batched_values(params, traj.final_obs), traj.terminated
         else:
             _, last_value = network.apply(params, last_obs)
             next_values = shifted_next_values(traj.value, last_value)
