@@ -1,5 +1,7 @@
 """PPO smoke tests: jit, vmap over seeds, determinism, chunking, bad configs."""
 
+import dataclasses
+
 import gymnax
 import jax
 import jax.numpy as jnp
@@ -103,3 +105,24 @@ def test_config_from_dict_rejects_unknown_fields():
     assert PPOConfig.from_config({"num_envs": 8}).num_envs == 8
     with pytest.raises(ValueError, match="NUM_ENVS"):
         PPOConfig.from_config({"NUM_ENVS": 8})
+
+
+def test_truncation_bootstrap_equals_next_values_when_no_episode_ends():
+    """With no episode ending inside the rollout, V(final observation) of step t is V(obs t+1):
+    the batched bootstrap pass must give PureJaxRL's shifted values, update for update (an
+    off-by-one in time or a mixed-up env axis would not)."""
+    env, params = gymnax.make("Pendulum-v1")  # 200-step episodes, no termination
+    env = LogWrapper(ClipActionWrapper(env))
+    net = ActorCritic(action_dim=1, discrete=False)
+    config = PPOConfig(num_envs=3, num_steps=16, total_timesteps=2 * 48, update_epochs=1,
+                       num_minibatches=2)
+    results = []
+    for bootstrap in (True, False):
+        fns = make_ppo(dataclasses.replace(config, bootstrap_truncation=bootstrap), env, params,
+                       net)
+        runner, metrics = jax.jit(fns.train)(jax.random.key(3))
+        assert not np.asarray(metrics["num_episodes"]).any()
+        results.append((runner.train_state.params, metrics["value_loss"]))
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(results[0][0]), jax.tree.leaves(results[1][0]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
