@@ -19,7 +19,6 @@ from experiments.configs import tiny
 from experiments.configs.sft import DATASET_SUBDIR
 from experiments.stages import world_model as stage
 from roboscape_jax.world_model import evaluate as wm_eval
-from roboscape_jax.world_model import train as wm_train
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/tiny", "Pipeline workdir of a `tiny` run.")
 _SPLIT = flags.DEFINE_string("split", "val", "Token-cache split.")
@@ -49,10 +48,8 @@ def main(argv):
     settings = [parse_setting(s) for s in _SETTINGS.value]
     config = tiny.get_config()
     out_dir = os.path.join(_WORKDIR.value, "evaluate_world_models")
-    ctx = stage._contexts(config, out_dir)["text"]
-    if _TEXT_MODEL.value:
-        model, params = wm_train.restore_params(_TEXT_MODEL.value, config.world_models.text)
-        ctx = ctx._replace(model=model, params=params)
+    text_model = _TEXT_MODEL.value or os.path.join(_WORKDIR.value, "train_world_models", "text")
+    ctx = stage._contexts(config, out_dir, {"text": text_model})["text"]  # the text model alone
     episodes = stage.evenly_spaced(stage.load_cache(out_dir, _SPLIT.value), _EPISODES.value)
     frames = stage._frames(os.path.join(_WORKDIR.value, DATASET_SUBDIR), _SPLIT.value, episodes)
     sampling = config.world_models.text.sampling

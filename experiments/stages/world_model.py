@@ -63,15 +63,19 @@ def _frames(dataset: str, split: str, episodes: list[data.Episode]) -> dict[str,
     return {ep.episode_id: source.get_episode(ep.episode_id) for ep in episodes}
 
 
-def _contexts(config, out_dir: str) -> dict[str, wm_eval.EvalContext]:
-    """Both trained world models with the tokenizer and LPIPS (each loaded once)."""
+def _contexts(config, out_dir: str,
+              model_dirs: dict[str, str] | None = None) -> dict[str, wm_eval.EvalContext]:
+    """The trained world models with the tokenizer and LPIPS (each loaded once). `model_dirs`:
+    control -> run folder of the models to load (default: both of this workdir)."""
     tok_model, tok_params = tok_train.restore_params(_workdir(out_dir, "train_tokenizer"),
                                                      config.tokenizer)
     lpips = tok_train.load_lpips_params()
-    models = _workdir(out_dir, "train_world_models")
+    if model_dirs is None:
+        models = _workdir(out_dir, "train_world_models")
+        model_dirs = {control: os.path.join(models, control) for control in CONTROLS}
     return {control: wm_eval.EvalContext(
-        *wm_train.restore_params(os.path.join(models, control), config.world_models[control]),
-        tok_model, tok_params, lpips) for control in CONTROLS}
+        *wm_train.restore_params(path, config.world_models[control]),
+        tok_model, tok_params, lpips) for control, path in model_dirs.items()}
 
 
 Frames = dict[str, dict[str, np.ndarray]]  # split -> episode id -> uint8 [T, H, W, 3]

@@ -227,8 +227,7 @@ def choose_copy_penalty(results: Mapping[float, Mapping[str, float]],
 def evaluate_text_model(ctx: EvalContext, episodes: Sequence[Episode],
                         frames: Mapping[str, np.ndarray], *, horizon: int, tau: float,
                         num_steps: int, batch_size: int = 16, temperature: float = 0.0,
-                        copy_penalty: float = 0.0,
-                        seed: int = 0) -> tuple[dict[str, float], dict]:
+                        copy_penalty: float = 0.0) -> tuple[dict[str, float], dict]:
     """Eq. (6) goals for each episode's first frame and instruction, scored by LPIPS against the
     real final frame next to the real and the tokenized initial frame. `temperature` and
     `copy_penalty` are the golden rollout's decode settings (0, 0: greedy). Returns (metrics,
@@ -242,7 +241,7 @@ def evaluate_text_model(ctx: EvalContext, episodes: Sequence[Episode],
         idx = np.arange(i, i + batch_size) % n
         g = sampling.golden_trajectory(ctx.params, ctx.model, jnp.asarray(firsts[idx]),
                                        jnp.asarray(text[idx]), jnp.asarray(mask[idx]),
-                                       jax.random.PRNGKey(seed), horizon=horizon, tau=tau,
+                                       jax.random.PRNGKey(0), horizon=horizon, tau=tau,
                                        num_steps=num_steps, temperature=temperature,
                                        copy_penalty=copy_penalty)
         k = min(batch_size, n - i)
