@@ -13,6 +13,7 @@ import json
 import os
 import time
 
+import ml_collections
 from absl import app, flags, logging
 
 from experiments.configs import tiny
@@ -25,7 +26,8 @@ _SPLIT = flags.DEFINE_string("split", "val", "Token-cache split.")
 _EPISODES = flags.DEFINE_integer("episodes", 16, "Episodes, evenly spaced over the split.")
 _HORIZON = flags.DEFINE_integer("horizon", 100, "Cap on the golden trajectory's length.")
 _TEXT_MODEL = flags.DEFINE_string("text_model", "", "A text world-model run folder (default: the "
-                                  "workdir's train_world_models/text).")
+                                  "workdir's train_world_models/text); a stand-alone run's "
+                                  "config.json gives the model's config.")
 _SETTINGS = flags.DEFINE_list("settings", ["0:0", "1:0", "1:1", "1:2", "0:2", "0:4"],
                               "temperature:copy_penalty pairs.")
 
@@ -49,6 +51,10 @@ def main(argv):
     config = tiny.get_config()
     out_dir = os.path.join(_WORKDIR.value, "evaluate_world_models")
     text_model = _TEXT_MODEL.value or os.path.join(_WORKDIR.value, "train_world_models", "text")
+    run_config = os.path.join(text_model, "config.json")
+    if os.path.exists(run_config):  # a stand-alone run: its own model config, not tiny's
+        with open(run_config) as f:
+            config.world_models.text = ml_collections.ConfigDict(json.load(f)["world_model"])
     ctx = stage._contexts(config, out_dir, {"text": text_model})["text"]  # the text model alone
     episodes = stage.evenly_spaced(stage.load_cache(out_dir, _SPLIT.value), _EPISODES.value)
     frames = stage._frames(os.path.join(_WORKDIR.value, DATASET_SUBDIR), _SPLIT.value, episodes)

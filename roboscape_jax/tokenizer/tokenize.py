@@ -155,3 +155,11 @@ def frame_margins(model: FrameTokenizer, params: PyTree, frames: jax.Array,
     `encode_padded` stores them. For a generated frame, `frames` is its decoded image. Jit-able."""
     latents = api.encode_latents(params, frames, model=model)
     return latents * index_to_bits(tokens, model.num_bits)
+
+
+def generated_margins(model: FrameTokenizer, params: PyTree, tokens: jax.Array) -> jax.Array:
+    """Bit margins [B, h, w, K] of generated tokens [B, h, w]: those of their decoded frame,
+    rounded to uint8 as the world-model env shows it (a generated frame has no encoder latent
+    of its own). Jit-able."""
+    return frame_margins(model, params, api.to_uint8(api.decode(params, tokens, model=model)),
+                         tokens)

@@ -10,7 +10,9 @@ A batch holds (all numpy):
   text, text_mask             [B, L, E] float32 and [B, L] bool (only for control="text")
 Windows are drawn uniformly over every valid (episode, start). With `pad_start` a window may start
 up to T - 2 frames before the episode: those frames repeat frame 0 with zero actions, exactly the
-context `sampling.initial_window` builds for a rollout from an episode's first frame.
+context `sampling.initial_window` builds for a rollout from an episode's first frame. With a
+frame `stride` s > 1 (the text model's coarse plan) a window holds frames start, start + s, ...,
+its starts run over every offset, and padding reaches (T - 2) * s frames before the episode.
 """
 
 from __future__ import annotations
@@ -40,22 +42,27 @@ class Episode(NamedTuple):
     margins: np.ndarray | None = None
 
 
-def window_index(episodes: Sequence[Episode], num_frames: int,
-                 pad_start: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def window_index(episodes: Sequence[Episode], num_frames: int, pad_start: bool = True,
+                 stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Every valid window as (episode index [N], start [N]); a start may be negative with pad_start.
     Raises ValueError when there is none."""
-    first = -(num_frames - 2) if pad_start else 0
+    if stride < 1:
+        raise ValueError(f"frame stride must be >= 1, got {stride}")
+    first = -(num_frames - 2) * stride if pad_start else 0
+    span = (num_frames - 1) * stride  # from a window's first frame to its last
     index = [(e, s) for e, ep in enumerate(episodes) if len(ep.tokens) >= 2
-             for s in range(first, len(ep.tokens) - num_frames + 1)]
+             for s in range(first, len(ep.tokens) - span)]
     if not index:
-        raise ValueError(f"no window of {num_frames} frames in {len(episodes)} episodes "
-                         f"(pad_start={pad_start})")
+        raise ValueError(f"no window of {num_frames} frames {stride} apart in {len(episodes)} "
+                         f"episodes (pad_start={pad_start})")
     return tuple(np.asarray(column, np.int64) for column in zip(*index, strict=True))
 
 
-def make_window(episode: Episode, start: int, num_frames: int) -> Batch:
-    """One window (no batch axis) beginning at frame `start` (frames before 0 repeat frame 0)."""
-    frames = start + np.arange(num_frames)
+def make_window(episode: Episode, start: int, num_frames: int, stride: int = 1) -> Batch:
+    """One window (no batch axis) of frames start, start + stride, ... (frames before 0 repeat
+    frame 0). With stride > 1 `actions` holds the single env action before each frame (the text
+    model reads none)."""
+    frames = start + stride * np.arange(num_frames)
     clipped = np.clip(frames, 0, None)
     actions = episode.actions[np.clip(frames - 1, 0, None)].astype(np.float32)
     actions[frames < 1] = 0.0  # nothing led into frame 0 (or into the padding before it)
@@ -77,28 +84,29 @@ def collate(windows: Sequence[Batch], control: str) -> Batch:
 
 
 def make_batch_fn(episodes: Sequence[Episode], *, batch_size: int, num_frames: int, seed: int,
-                  control: str = "action", pad_start: bool = True) -> Callable[[int], Batch]:
+                  control: str = "action", pad_start: bool = True,
+                  stride: int = 1) -> Callable[[int], Batch]:
     """batch_fn(step) -> Batch of `batch_size` windows from a generator seeded by (seed, step)."""
     if control == "text" and any(ep.text is None for ep in episodes):
         raise ValueError("control='text' needs every episode's text and text_mask")
-    episode_of, start_of = window_index(episodes, num_frames, pad_start)
+    episode_of, start_of = window_index(episodes, num_frames, pad_start, stride)
 
     def batch_fn(step: int) -> Batch:
         rng = np.random.default_rng([seed, step])
         chosen = np.sort(rng.integers(0, len(episode_of), batch_size))
-        return collate([make_window(episodes[episode_of[i]], int(start_of[i]), num_frames)
-                        for i in chosen], control)
+        return collate([make_window(episodes[episode_of[i]], int(start_of[i]), num_frames,
+                                    stride) for i in chosen], control)
 
     return batch_fn
 
 
 def fixed_windows(episodes: Sequence[Episode], *, num_windows: int, num_frames: int,
-                  control: str = "action", seed: int = 0) -> Batch:
+                  control: str = "action", seed: int = 0, stride: int = 1) -> Batch:
     """A fixed evaluation set: `num_windows` distinct windows (fewer if there are fewer), sorted."""
-    episode_of, start_of = window_index(episodes, num_frames, pad_start=False)
+    episode_of, start_of = window_index(episodes, num_frames, pad_start=False, stride=stride)
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.permutation(len(episode_of))[:num_windows])
-    return collate([make_window(episodes[episode_of[i]], int(start_of[i]), num_frames)
+    return collate([make_window(episodes[episode_of[i]], int(start_of[i]), num_frames, stride)
                     for i in chosen], control)
 
 

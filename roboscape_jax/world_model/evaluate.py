@@ -27,7 +27,7 @@ import numpy as np
 from roboscape_jax.tokenizer import api
 from roboscape_jax.tokenizer.evaluate import frame_metrics
 from roboscape_jax.tokenizer.model import FrameTokenizer
-from roboscape_jax.tokenizer.tokenize import frame_margins
+from roboscape_jax.tokenizer.tokenize import generated_margins
 from roboscape_jax.types import PyTree
 from roboscape_jax.world_model import sampling
 from roboscape_jax.world_model.data import Episode, make_window
@@ -129,8 +129,7 @@ def make_rollout_fn(ctx: EvalContext, *, num_steps: int, copy_penalty: float) ->
     serves every batch of the same shape (`rollout_fn._cache_size()` counts them)."""
 
     def margins_fn(tokens: jax.Array) -> jax.Array:  # a generated frame's, from its decoded image
-        frames = api.decode(ctx.tokenizer_params, tokens, model=ctx.tokenizer)
-        return frame_margins(ctx.tokenizer, ctx.tokenizer_params, frames, tokens)
+        return generated_margins(ctx.tokenizer, ctx.tokenizer_params, tokens)
 
     @jax.jit
     def rollout_fn(window: sampling.Window, actions: jax.Array, key: jax.Array):
@@ -230,23 +229,37 @@ def evaluate_text_model(ctx: EvalContext, episodes: Sequence[Episode],
                         copy_penalty: float = 0.0) -> tuple[dict[str, float], dict]:
     """Eq. (6) goals for each episode's first frame and instruction, scored by LPIPS against the
     real final frame next to the real and the tokenized initial frame. `temperature` and
-    `copy_penalty` are the golden rollout's decode settings (0, 0: greedy). Returns (metrics,
+    `copy_penalty` are the golden rollout's decode settings (0, 0: greedy). `horizon` and the
+    returned goal indices count env steps (a text model with `frame_stride` s rolls out
+    ceil(horizon / s) frames). Returns (metrics,
     {"goal": uint8 frames [N, ...], "final": ..., "first": ..., "goal_index": [N]})."""
     firsts = np.stack([ep.tokens[0] for ep in episodes])
     text = np.stack([ep.text for ep in episodes]).astype(np.float32)
     mask = np.stack([ep.text_mask for ep in episodes])
+    stride = ctx.model.config.frame_stride
+    margin_kw, first_margins = {}, None
+    if ctx.model.config.margin_inputs:
+        lacking = [ep.episode_id for ep in episodes if ep.margins is None]
+        if lacking:
+            raise ValueError(f"the text model reads bit margins; episodes {lacking[:3]} have "
+                             "none (re-run tokenize_dataset)")
+        first_margins = np.stack([ep.margins[0] for ep in episodes]).astype(np.float32)
+        margin_kw = dict(tokenizer=ctx.tokenizer, tokenizer_params=ctx.tokenizer_params)
     goal_tokens, goal_index, reached = [], [], []
     n = len(episodes)
     for i in range(0, n, batch_size):
         idx = np.arange(i, i + batch_size) % n
+        if first_margins is not None:
+            margin_kw["first_margins"] = jnp.asarray(first_margins[idx])
         g = sampling.golden_trajectory(ctx.params, ctx.model, jnp.asarray(firsts[idx]),
                                        jnp.asarray(text[idx]), jnp.asarray(mask[idx]),
-                                       jax.random.PRNGKey(0), horizon=horizon, tau=tau,
+                                       jax.random.PRNGKey(0), horizon=-(-horizon // stride),
+                                       tau=tau,
                                        num_steps=num_steps, temperature=temperature,
-                                       copy_penalty=copy_penalty)
+                                       copy_penalty=copy_penalty, **margin_kw)
         k = min(batch_size, n - i)
         goal_tokens.append(np.asarray(g.goal_tokens)[:k])
-        goal_index.append(np.asarray(g.goal_index)[:k])
+        goal_index.append(np.asarray(g.goal_index)[:k] * stride)
         reached.append(np.asarray(g.reached)[:k])
     goal = decode_frames(ctx, np.concatenate(goal_tokens))
     final = np.stack([frames[ep.episode_id][-1] for ep in episodes])

@@ -76,6 +76,11 @@ class WorldModelConfig:
     # pattern that flips it. Most code changes flip the bit nearest its threshold, which the
     # codes alone do not carry. Callers then pass `margins` [B, T, h, w, num_bits].
     margin_inputs: bool = False
+    # Env steps between consecutive frames of a window. The action model predicts one env step
+    # (1); the text model, whose only use is the goal frame of its golden trajectory, may predict
+    # a coarse plan: at stride 8 it reaches an episode's end in about 8 frames instead of 64,
+    # and each frame's change is large enough that copying is no answer.
+    frame_stride: int = 1
     remat: bool = False
     dtype: str = "float32"  # compute dtype ("bfloat16" on accelerators)
 
@@ -85,6 +90,10 @@ class WorldModelConfig:
         if self.num_factors < 1 or self.num_bits % self.num_factors:
             raise ValueError(f"num_bits={self.num_bits} must split into num_factors="
                              f"{self.num_factors} equal sub-codes")
+        if self.frame_stride < 1 or (self.control == "action" and self.frame_stride != 1):
+            raise ValueError(f"frame_stride must be >= 1, and 1 for the action model (one frame "
+                             f"per env step), got {self.frame_stride} for control="
+                             f"{self.control!r}")
         if self.width % self.num_heads:
             raise ValueError(f"width {self.width} is not divisible by {self.num_heads} heads")
         for name in ("action_mean", "action_std"):

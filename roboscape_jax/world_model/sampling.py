@@ -30,7 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from roboscape_jax.tokenizer.model import index_to_subcodes, subcodes_to_index
+from roboscape_jax.tokenizer.model import FrameTokenizer, index_to_subcodes, subcodes_to_index
+from roboscape_jax.tokenizer.tokenize import generated_margins
 from roboscape_jax.types import PRNGKey, PyTree
 from roboscape_jax.world_model.masking import num_masked_after
 from roboscape_jax.world_model.model import WorldModel, WorldModelConfig
@@ -270,36 +271,51 @@ class _GoldenCarry(NamedTuple):
 
 
 @functools.partial(jax.jit, static_argnames=("model", "horizon", "num_steps", "temperature",
-                                             "copy_penalty"))
+                                             "copy_penalty", "tokenizer"))
 def golden_trajectory(params: PyTree, model: WorldModel, first_tokens: jax.Array,
                       text: jax.Array, text_mask: jax.Array, key: PRNGKey, *, horizon: int,
                       tau: float = 0.9, num_steps: int = 2, temperature: float = 0.0,
-                      copy_penalty: float = 0.0) -> GoldenTrajectory:
+                      copy_penalty: float = 0.0, first_margins: jax.Array | None = None,
+                      tokenizer: FrameTokenizer | None = None,
+                      tokenizer_params: PyTree | None = None) -> GoldenTrajectory:
     """Eq. (6): o_goal = D(z_{t*}), t* = min{t : d_t >= tau}; returns the goal *tokens* (decode
     them with the tokenizer). Rolls the text model out from `first_tokens` [B, h, w] with the
     instruction `text` [B, L, E] / `text_mask` [B, L] in a `lax.while_loop` that stops once every
-    scene has reached done >= tau or after `horizon` frames.
+    scene has reached done >= tau or after `horizon` frames (model frames: `frame_stride` env
+    steps each).
+
+    A text model with `margin_inputs` also needs the first frame's bit margins `first_margins`
+    [B, h, w, K] and the `tokenizer` with its params: each generated frame's margins are those
+    of its decoded image (`tokenize.generated_margins`), as in the world-model env.
     """
     if model.config.control != "text":
         raise ValueError("golden_trajectory needs the text world model")
-    if model.config.margin_inputs:
-        raise NotImplementedError("golden_trajectory of a text model with margin_inputs")
+    if model.config.margin_inputs and (first_margins is None or tokenizer is None
+                                       or tokenizer_params is None):
+        raise ValueError("this text model reads bit margins (margin_inputs=True): pass "
+                         "first_margins [B, h, w, K], tokenizer and tokenizer_params")
     b = first_tokens.shape[0]
     start = GoldenTrajectory(first_tokens.astype(jnp.int32), jnp.zeros((b,), jnp.int32),
                              jnp.zeros((b,), bool))
 
     def body(carry: _GoldenCarry) -> _GoldenCarry:
-        tokens, done = _decode_frame(params, model, carry.window.tokens, text, text_mask,
+        w = carry.window
+        tokens, done = _decode_frame(params, model, w.tokens, text, text_mask,
                                      jax.random.fold_in(key, carry.index), num_steps,
-                                     temperature, False, copy_penalty)
+                                     temperature, False, copy_penalty, w.margins)
         g, index = carry.goal, carry.index + 1
         keep = g.reached  # scenes that already have their goal keep it
         goal = GoldenTrajectory(jnp.where(keep[:, None, None], g.goal_tokens, tokens),
                                 jnp.where(keep, g.goal_index, index), keep | (done >= tau))
-        return _GoldenCarry(index, Window(push_frame(carry.window.tokens, tokens), None), goal)
+        margins = None
+        if w.margins is not None:
+            margins = push_frame(w.margins, generated_margins(tokenizer, tokenizer_params, tokens))
+        return _GoldenCarry(index, Window(push_frame(w.tokens, tokens), None, margins), goal)
 
     def cond(carry: _GoldenCarry) -> jax.Array:
         return (carry.index < horizon) & ~jnp.all(carry.goal.reached)
 
-    carry = _GoldenCarry(jnp.zeros((), jnp.int32), initial_window(first_tokens, model), start)
+    window = initial_window(first_tokens, model, first_margins if model.config.margin_inputs
+                            else None)
+    carry = _GoldenCarry(jnp.zeros((), jnp.int32), window, start)
     return jax.lax.while_loop(cond, body, carry).goal

@@ -185,9 +185,11 @@ def train_and_evaluate(config, workdir: str,
     state = sharding.replicate(init_state(config, model, tx), mesh)
     batch_fn = data.make_batch_fn(episodes["train"], batch_size=config.input.batch_size,
                                   num_frames=m.num_frames, seed=config.seed, control=m.control,
-                                  pad_start=config.input.pad_start)
+                                  pad_start=config.input.pad_start,
+                                  stride=m.get("frame_stride", 1))
     windows = data.fixed_windows(episodes["held_out"], num_windows=config.eval.num_windows,
-                                 num_frames=m.num_frames, control=m.control, seed=config.seed)
+                                 num_frames=m.num_frames, control=m.control, seed=config.seed,
+                                 stride=m.get("frame_stride", 1))
     eval_step = make_eval_step(config, model)
 
     def eval_fn(state: TrainState) -> dict[str, float]:

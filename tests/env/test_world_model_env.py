@@ -23,8 +23,14 @@ from roboscape_jax.env.reward_baselines import (
     pooled_frame_features,
     save_reward_head,
 )
-from roboscape_jax.tokenizer.api import decode, to_uint8
-from roboscape_jax.tokenizer.tokenize import frame_margins
+from roboscape_jax.tokenizer.api import decode, encode, to_uint8
+from roboscape_jax.tokenizer.tokenize import frame_margins, generated_margins
+from roboscape_jax.world_model.sampling import (
+    golden_trajectory,
+    initial_window,
+    predict_next_frame,
+    push_frame,
+)
 from roboscape_jax.world_model.model import last_frame_outputs
 from tests.env.conftest import MAX_STEPS, NUM_SCENES, init_world_model, random_scenes
 
@@ -211,6 +217,39 @@ def test_make_scenes_goal_from_golden_trajectory(tokenizer):
                              base.instruction, text, mask, KEY, horizon=2, tau=tau)
         assert scenes.goal_frame.shape == (2, 128, 64, 3) and scenes.goal_frame.dtype == jnp.uint8
         np.testing.assert_array_equal(scenes.goal_reached, reached)
+
+
+def test_golden_trajectory_of_a_margin_text_model_pushes_generated_margins(tokenizer):
+    """A text model that reads bit margins: the golden trajectory's goal equals a step-by-step
+    rollout whose generated frames get the margins of their decoded images."""
+    tok, tok_params = tokenizer
+    model, params = init_world_model("text", margin_inputs=True)
+    frames = random_scenes(jax.random.PRNGKey(5), n=2).initial_frame
+    text, mask = jnp.ones((2, 4, 384)), jnp.array([[1, 1, 0, 0], [1, 1, 1, 0]], bool)
+    first = encode(tok_params, frames, model=tok)
+    first_margins = frame_margins(tok, tok_params, frames, first)
+    with pytest.raises(ValueError, match="margin"):
+        golden_trajectory(params, model, first, text, mask, KEY, horizon=3)
+    goal = golden_trajectory(params, model, first, text, mask, KEY, horizon=3, tau=1.1,
+                             first_margins=first_margins, tokenizer=tok,
+                             tokenizer_params=tok_params)
+    window = initial_window(first, model, first_margins)
+    tokens, margins = window.tokens, window.margins
+    for step in range(3):
+        new, _ = predict_next_frame(params, model, tokens, text, jax.random.fold_in(KEY, step),
+                                    control_mask=mask, margins=margins)
+        tokens = push_frame(tokens, new)
+        margins = push_frame(margins, generated_margins(tok, tok_params, new))
+    np.testing.assert_array_equal(goal.goal_tokens, new)
+    np.testing.assert_array_equal(goal.goal_index, [3, 3])
+    # the margins matter: the same model fed zero margins gives other frames
+    blind = golden_trajectory(params, model, first, text, mask, KEY, horizon=3, tau=1.1,
+                              first_margins=jnp.zeros_like(first_margins), tokenizer=tok,
+                              tokenizer_params=tok_params)
+    assert (np.asarray(blind.goal_tokens) != np.asarray(new)).any()
+    scenes = make_scenes(tok, tok_params, model, params, frames, jnp.zeros((2, 384)), text, mask,
+                         KEY, horizon=3, tau=1.1)
+    np.testing.assert_array_equal(scenes.goal_frame, to_uint8(decode(tok_params, new, model=tok)))
 
 
 def test_window_carries_bit_margins_of_the_first_and_generated_frames(env_and_params):

@@ -14,6 +14,7 @@ from experiments.train_world_model import load_episodes
 from roboscape_jax.utils import sharding
 from roboscape_jax.utils.metrics import read_jsonl
 from roboscape_jax.world_model import data, train
+from roboscape_jax.world_model.model import WorldModelConfig
 
 
 def test_windows_pad_the_start_and_shift_actions():
@@ -29,6 +30,26 @@ def test_windows_pad_the_start_and_shift_actions():
     batch_fn = data.make_batch_fn([episode], batch_size=4, num_frames=3, seed=0)
     np.testing.assert_array_equal(batch_fn(7)["tokens"], batch_fn(7)["tokens"])
     assert batch_fn(0)["tokens"].shape == (4, 3, 2, 1)
+
+
+def test_strided_windows_cover_every_offset_and_pad_by_whole_strides():
+    """The text model's coarse plan: frames `stride` apart, starts at every offset, padding
+    repeats frame 0 up to (T - 2) * stride frames before the episode."""
+    episode = data.Episode(np.arange(10)[:, None, None] * np.ones((1, 2, 1), np.int32),
+                           np.zeros((10, 7), np.float32), (np.arange(10) >= 8).astype(np.float32))
+    _, starts = data.window_index([episode], 3, stride=3)
+    np.testing.assert_array_equal(starts, np.arange(-3, 4))  # last window: 3, 6, 9
+    np.testing.assert_array_equal(data.make_window(episode, -2, 3, 3)["tokens"][:, 0, 0],
+                                  [0, 1, 4])
+    last = data.make_window(episode, 3, 3, 3)
+    np.testing.assert_array_equal(last["tokens"][:, 0, 0], [3, 6, 9])
+    np.testing.assert_array_equal(last["done"], [0, 0, 1])
+    _, unpadded = data.window_index([episode], 3, pad_start=False, stride=3)
+    np.testing.assert_array_equal(unpadded, np.arange(0, 4))
+    with pytest.raises(ValueError, match="3 frames 5 apart"):
+        data.window_index([episode], 3, pad_start=False, stride=5)
+    with pytest.raises(ValueError, match="frame_stride"):
+        WorldModelConfig(control="action", frame_stride=2)
 
 
 @pytest.fixture(scope="module")
