@@ -28,6 +28,8 @@ _HORIZON = flags.DEFINE_integer("horizon", 100, "Cap on the golden trajectory's 
 _TEXT_MODEL = flags.DEFINE_string("text_model", "", "A text world-model run folder (default: the "
                                   "workdir's train_world_models/text); a stand-alone run's "
                                   "config.json gives the model's config.")
+_MASKGIT_STEPS = flags.DEFINE_integer("maskgit_steps", 0, "MaskGIT passes per frame (0: the "
+                                      "model config's).")
 _SETTINGS = flags.DEFINE_list("settings", ["0:0", "1:0", "1:1", "1:2", "0:2", "0:4"],
                               "temperature:copy_penalty pairs.")
 
@@ -63,8 +65,10 @@ def main(argv):
         start = time.time()
         metrics, _ = wm_eval.evaluate_text_model(
             ctx, episodes, frames, horizon=_HORIZON.value, tau=sampling.done_threshold,
-            num_steps=sampling.num_steps, temperature=temperature, copy_penalty=penalty)
+            num_steps=_MASKGIT_STEPS.value or sampling.num_steps, temperature=temperature,
+            copy_penalty=penalty)
         print(json.dumps({"split": _SPLIT.value, "temperature": temperature,
+                          "maskgit_steps": _MASKGIT_STEPS.value or sampling.num_steps,
                           "copy_penalty": penalty, "wall_s": round(time.time() - start),
                           **{k: round(v, 4) for k, v in metrics.items()}}), flush=True)
 

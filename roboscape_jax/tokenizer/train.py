@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -51,8 +52,11 @@ def model_fingerprint(config) -> dict[str, Any]:
     return {"model_config": model_config, "model_fingerprint": digest[:16]}
 
 
-def check_resume_compatible(checkpoint_dir: str, config) -> None:
-    """Raises ValueError when `checkpoint_dir` holds a checkpoint of another model config."""
+def check_resume_compatible(checkpoint_dir: str, config,
+                            defaults: Mapping[str, Any] | None = None) -> None:
+    """Raises ValueError when `checkpoint_dir` holds a checkpoint of another model config.
+    `defaults`: values of fields added to the model config after a checkpoint was written (a
+    field the checkpoint lacks counts as its default, so older checkpoints keep loading)."""
     if not os.path.isdir(checkpoint_dir):
         return
     with Checkpointer(checkpoint_dir) as ckpt:
@@ -62,11 +66,13 @@ def check_resume_compatible(checkpoint_dir: str, config) -> None:
     stored, expected = meta.get("model_config"), model_fingerprint(config)["model_config"]
     if stored is None:
         raise ValueError(f"checkpoint in {checkpoint_dir} has no model_config; cannot resume")
+    defaults = defaults or {}
     for field in sorted(set(stored) | set(expected)):
-        if stored.get(field) != expected.get(field):
+        was = stored.get(field, defaults.get(field))
+        if was != expected.get(field):
             raise ValueError(
                 f"cannot resume from {checkpoint_dir}: model.{field} is {expected.get(field)!r} "
-                f"in the config but {stored.get(field)!r} in the checkpoint; use a new workdir")
+                f"in the config but {was!r} in the checkpoint; use a new workdir")
 
 
 def make_optimizer(config) -> optax.GradientTransformation:

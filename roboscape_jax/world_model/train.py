@@ -34,6 +34,9 @@ from roboscape_jax.world_model.sampling import copy_penalised
 
 EVAL_METRICS = ("token_accuracy", "changed_token_accuracy", "copy_accuracy", "changed_fraction")
 ACTION_STATS_FILE = "action_stats.json"
+# Model-config fields added after checkpoints of them existed, with the value those checkpoints
+# were trained with: an older checkpoint lacking the field still loads.
+FIELDS_ADDED_LATER = {"frame_stride": 1}
 
 
 def action_statistics(episodes: Sequence[data.Episode], min_std: float = 1e-3) -> dict[str, list]:
@@ -177,7 +180,7 @@ def train_and_evaluate(config, workdir: str,
                              "tokenize_dataset into a new cache folder")
     mesh = sharding.data_mesh()
     sharding.check_batch_size(config.input.batch_size, mesh)
-    check_resume_compatible(os.path.join(workdir, "checkpoints"), config)
+    check_resume_compatible(os.path.join(workdir, "checkpoints"), config, FIELDS_ADDED_LATER)
     stats = None
     if m.control == "action" and config.input.get("normalize_actions", False):
         stats = load_or_write_action_stats(workdir, episodes["train"])
@@ -209,7 +212,7 @@ def train_and_evaluate(config, workdir: str,
 def restore_params(workdir: str, config) -> tuple[WorldModel, PyTree]:
     """(model, params) of the newest checkpoint in `workdir`, checked against `config.model`."""
     checkpoint_dir = os.path.join(workdir, "checkpoints")
-    check_resume_compatible(checkpoint_dir, config)
+    check_resume_compatible(checkpoint_dir, config, FIELDS_ADDED_LATER)
     model = create_model(config.model, read_action_stats(workdir))
     tx = make_optimizer(config)
     with Checkpointer(checkpoint_dir) as ckpt:

@@ -97,6 +97,25 @@ def test_resume_is_exact_and_refuses_another_model(debug_setup, debug_run, tmp_p
         train.train_and_evaluate(other, debug_run[0], episodes)
 
 
+def test_checkpoints_older_than_a_config_field_load_with_its_old_value(tmp_path):
+    """A checkpoint written before `frame_stride` existed counts as stride 1: it loads under a
+    stride-1 config and is refused, naming the field, under another stride."""
+    from roboscape_jax.tokenizer.train import check_resume_compatible, model_fingerprint
+    from roboscape_jax.utils.checkpoint import Checkpointer
+
+    config = world_model_config("debug", "text")
+    meta = model_fingerprint(config)
+    del meta["model_config"]["frame_stride"]
+    with Checkpointer(str(tmp_path)) as ckpt:
+        ckpt.save(1, {"w": np.zeros(2)}, meta, force=True)
+    with pytest.raises(ValueError, match="frame_stride is 1 in the config but None"):
+        check_resume_compatible(str(tmp_path), config)  # no defaults: the old behaviour
+    check_resume_compatible(str(tmp_path), config, train.FIELDS_ADDED_LATER)
+    config.model.frame_stride = 4
+    with pytest.raises(ValueError, match="frame_stride is 4 in the config but 1"):
+        check_resume_compatible(str(tmp_path), config, train.FIELDS_ADDED_LATER)
+
+
 def test_text_model_step(debug_setup):
     _, episodes = debug_setup
     config = world_model_config("debug", control="text")
