@@ -25,13 +25,13 @@ from roboscape_jax.env.reward_baselines import (
 )
 from roboscape_jax.tokenizer.api import decode, encode, to_uint8
 from roboscape_jax.tokenizer.tokenize import frame_margins, generated_margins
+from roboscape_jax.world_model.model import last_frame_outputs
 from roboscape_jax.world_model.sampling import (
     golden_trajectory,
     initial_window,
     predict_next_frame,
     push_frame,
 )
-from roboscape_jax.world_model.model import last_frame_outputs
 from tests.env.conftest import MAX_STEPS, NUM_SCENES, init_world_model, random_scenes
 
 KEY = jax.random.PRNGKey(0)
