@@ -77,8 +77,7 @@ def make_scenes(tokenizer: FrameTokenizer, tokenizer_params: PyTree, text_model:
       instruction: float [N, E] sentence embeddings (what the policy sees).
       text_tokens, text_mask: [N, L, E] per-token features and [N, L] mask (what the text
         world model cross-attends to; `text.encoder.TextFeatures.tokens` / `.mask`).
-      horizon: the most env steps the golden trajectory covers (frames / the text model's
-        `frame_stride`); tau: its done threshold.
+      horizon: the most env steps the golden trajectory covers; tau: its done threshold.
     """
     first = encode(tokenizer_params, initial_frame, model=tokenizer)
     margin_kw = {}
@@ -87,8 +86,7 @@ def make_scenes(tokenizer: FrameTokenizer, tokenizer_params: PyTree, text_model:
                                                      first),
                          tokenizer=tokenizer, tokenizer_params=tokenizer_params)
     goal = golden_trajectory(text_params, text_model, first, jnp.asarray(text_tokens, jnp.float32),
-                             jnp.asarray(text_mask, bool), key,
-                             horizon=-(-horizon // text_model.config.frame_stride), tau=tau,
+                             jnp.asarray(text_mask, bool), key, horizon=horizon, tau=tau,
                              num_steps=num_steps, temperature=temperature, **margin_kw)
     goal_frame = to_uint8(decode(tokenizer_params, goal.goal_tokens, model=tokenizer))
     return Scenes(jnp.asarray(initial_frame, jnp.uint8), jnp.asarray(instruction, jnp.float32),

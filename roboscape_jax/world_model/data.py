@@ -110,6 +110,16 @@ def fixed_windows(episodes: Sequence[Episode], *, num_windows: int, num_frames: 
                     for i in chosen], control)
 
 
+def require_margins(episodes: Sequence[Episode]) -> None:
+    """Raises ValueError naming the episodes without bit margins, which a model with
+    `margin_inputs` reads (token caches written before margins existed lack them)."""
+    lacking = [ep.episode_id for ep in episodes if ep.margins is None]
+    if lacking:
+        raise ValueError(f"{len(lacking)} token-cache episodes (e.g. {lacking[0]}) have no bit "
+                         "margins, which this model reads (margin_inputs): re-run "
+                         "tokenize_dataset into a new cache folder")
+
+
 def split_held_out(episodes: Sequence[Episode], fraction: float) -> tuple[list, list]:
     """(train, held_out): the last max(1, round(fraction * n)) episodes are held out."""
     n_held = max(1, int(round(fraction * len(episodes))))

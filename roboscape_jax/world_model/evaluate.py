@@ -30,7 +30,7 @@ from roboscape_jax.tokenizer.model import FrameTokenizer
 from roboscape_jax.tokenizer.tokenize import generated_margins
 from roboscape_jax.types import PyTree
 from roboscape_jax.world_model import sampling
-from roboscape_jax.world_model.data import Episode, make_window
+from roboscape_jax.world_model.data import Episode, make_window, require_margins
 from roboscape_jax.world_model.model import WorldModel, last_frame_outputs
 
 MAX_PSNR = 60.0  # dB; PSNR of identical frames (infinite) is reported as this
@@ -230,19 +230,14 @@ def evaluate_text_model(ctx: EvalContext, episodes: Sequence[Episode],
     """Eq. (6) goals for each episode's first frame and instruction, scored by LPIPS against the
     real final frame next to the real and the tokenized initial frame. `temperature` and
     `copy_penalty` are the golden rollout's decode settings (0, 0: greedy). `horizon` and the
-    returned goal indices count env steps (a text model with `frame_stride` s rolls out
-    ceil(horizon / s) frames). Returns (metrics,
+    returned goal indices count env steps (`sampling.golden_trajectory`). Returns (metrics,
     {"goal": uint8 frames [N, ...], "final": ..., "first": ..., "goal_index": [N]})."""
     firsts = np.stack([ep.tokens[0] for ep in episodes])
     text = np.stack([ep.text for ep in episodes]).astype(np.float32)
     mask = np.stack([ep.text_mask for ep in episodes])
-    stride = ctx.model.config.frame_stride
     margin_kw, first_margins = {}, None
     if ctx.model.config.margin_inputs:
-        lacking = [ep.episode_id for ep in episodes if ep.margins is None]
-        if lacking:
-            raise ValueError(f"the text model reads bit margins; episodes {lacking[:3]} have "
-                             "none (re-run tokenize_dataset)")
+        require_margins(episodes)
         first_margins = np.stack([ep.margins[0] for ep in episodes]).astype(np.float32)
         margin_kw = dict(tokenizer=ctx.tokenizer, tokenizer_params=ctx.tokenizer_params)
     goal_tokens, goal_index, reached = [], [], []
@@ -253,13 +248,12 @@ def evaluate_text_model(ctx: EvalContext, episodes: Sequence[Episode],
             margin_kw["first_margins"] = jnp.asarray(first_margins[idx])
         g = sampling.golden_trajectory(ctx.params, ctx.model, jnp.asarray(firsts[idx]),
                                        jnp.asarray(text[idx]), jnp.asarray(mask[idx]),
-                                       jax.random.PRNGKey(0), horizon=-(-horizon // stride),
-                                       tau=tau,
+                                       jax.random.PRNGKey(0), horizon=horizon, tau=tau,
                                        num_steps=num_steps, temperature=temperature,
                                        copy_penalty=copy_penalty, **margin_kw)
         k = min(batch_size, n - i)
         goal_tokens.append(np.asarray(g.goal_tokens)[:k])
-        goal_index.append(np.asarray(g.goal_index)[:k] * stride)
+        goal_index.append(np.asarray(g.goal_index)[:k])
         reached.append(np.asarray(g.reached)[:k])
     goal = decode_frames(ctx, np.concatenate(goal_tokens))
     final = np.stack([frames[ep.episode_id][-1] for ep in episodes])

@@ -56,7 +56,7 @@ class GoldenTrajectory(NamedTuple):
     """Eq. (6): the first predicted frame with done >= tau (the last one if none is)."""
 
     goal_tokens: jax.Array  # int32 [B, h, w]
-    goal_index: jax.Array  # int32 [B], 1-based index of that frame after the initial frame
+    goal_index: jax.Array  # int32 [B], env steps from the initial frame to it (frames x stride)
     reached: jax.Array  # bool [B], whether done >= tau was reached within the horizon
 
 
@@ -281,8 +281,9 @@ def golden_trajectory(params: PyTree, model: WorldModel, first_tokens: jax.Array
     """Eq. (6): o_goal = D(z_{t*}), t* = min{t : d_t >= tau}; returns the goal *tokens* (decode
     them with the tokenizer). Rolls the text model out from `first_tokens` [B, h, w] with the
     instruction `text` [B, L, E] / `text_mask` [B, L] in a `lax.while_loop` that stops once every
-    scene has reached done >= tau or after `horizon` frames (model frames: `frame_stride` env
-    steps each).
+    scene has reached done >= tau or after `horizon` env steps. A model frame stands for
+    `frame_stride` env steps: it rolls out ceil(horizon / frame_stride) frames, and `goal_index`
+    counts env steps.
 
     A text model with `margin_inputs` also needs the first frame's bit margins `first_margins`
     [B, h, w, K] and the `tokenizer` with its params: each generated frame's margins are those
@@ -312,10 +313,14 @@ def golden_trajectory(params: PyTree, model: WorldModel, first_tokens: jax.Array
             margins = push_frame(w.margins, generated_margins(tokenizer, tokenizer_params, tokens))
         return _GoldenCarry(index, Window(push_frame(w.tokens, tokens), None, margins), goal)
 
+    stride = model.config.frame_stride
+    num_frames = -(-horizon // stride)
+
     def cond(carry: _GoldenCarry) -> jax.Array:
-        return (carry.index < horizon) & ~jnp.all(carry.goal.reached)
+        return (carry.index < num_frames) & ~jnp.all(carry.goal.reached)
 
     window = initial_window(first_tokens, model, first_margins if model.config.margin_inputs
                             else None)
     carry = _GoldenCarry(jnp.zeros((), jnp.int32), window, start)
-    return jax.lax.while_loop(cond, body, carry).goal
+    goal = jax.lax.while_loop(cond, body, carry).goal
+    return goal._replace(goal_index=goal.goal_index * stride)

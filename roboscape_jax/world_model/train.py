@@ -173,11 +173,7 @@ def train_and_evaluate(config, workdir: str,
     episodes["held_out"]; writes `workdir/eval/metrics.json` at the end."""
     m = config.model
     if m.get("margin_inputs", False):
-        lacking = [ep.episode_id for eps in episodes.values() for ep in eps if ep.margins is None]
-        if lacking:
-            raise ValueError(f"{len(lacking)} token-cache episodes (e.g. {lacking[0]}) have no bit "
-                             "margins, which this model reads (margin_inputs): re-run "
-                             "tokenize_dataset into a new cache folder")
+        data.require_margins([ep for eps in episodes.values() for ep in eps])
     mesh = sharding.data_mesh()
     sharding.check_batch_size(config.input.batch_size, mesh)
     check_resume_compatible(os.path.join(workdir, "checkpoints"), config, FIELDS_ADDED_LATER)
@@ -189,10 +185,10 @@ def train_and_evaluate(config, workdir: str,
     batch_fn = data.make_batch_fn(episodes["train"], batch_size=config.input.batch_size,
                                   num_frames=m.num_frames, seed=config.seed, control=m.control,
                                   pad_start=config.input.pad_start,
-                                  stride=m.get("frame_stride", 1))
+                                  stride=model.config.frame_stride)
     windows = data.fixed_windows(episodes["held_out"], num_windows=config.eval.num_windows,
                                  num_frames=m.num_frames, control=m.control, seed=config.seed,
-                                 stride=m.get("frame_stride", 1))
+                                 stride=model.config.frame_stride)
     eval_step = make_eval_step(config, model)
 
     def eval_fn(state: TrainState) -> dict[str, float]:

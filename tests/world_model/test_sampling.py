@@ -116,6 +116,15 @@ def test_golden_trajectory_stops_at_first_done():
     np.testing.assert_array_equal(short.reached, [False, True])
     np.testing.assert_array_equal(short.goal_index, [2, 1])
     np.testing.assert_array_equal(short.goal_tokens[:, 0, 0], [2, 3])
+    # a coarse-plan model (frame_stride 2): the horizon and goal_index count env steps
+    coarse = CounterModel(WorldModelConfig(control="text", num_bits=6, grid_height=4,
+                                           grid_width=2, num_frames=3, frame_stride=2))
+    goal = sampling.golden_trajectory({}, coarse, first, text, mask, KEY, horizon=16)
+    np.testing.assert_array_equal(goal.goal_index, [6, 2])  # frames 3 and 1
+    np.testing.assert_array_equal(goal.goal_tokens[:, 0, 0], [3, 3])
+    short = sampling.golden_trajectory({}, coarse, first, text, mask, KEY, horizon=3)  # 2 frames
+    np.testing.assert_array_equal(short.goal_index, [4, 2])
+    np.testing.assert_array_equal(short.goal_tokens[:, 0, 0], [2, 3])
 
 
 def test_margin_model_needs_margins_and_rollout_pushes_generated_ones():
