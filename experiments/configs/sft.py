@@ -4,6 +4,8 @@
   python -m experiments.train_sft --config=experiments/configs/sft.py:frames=tokenized \
       --workdir=runs/sft_tiny_tok     # frames through runs/tiny/train_tokenizer, as the WM env
   python -m experiments.train_sft --config=experiments/configs/sft.py:debug --workdir=/tmp/sft
+  python -m experiments.train_sft --config=experiments/configs/sft.py --workdir=runs/sft_vla \
+      --config.sft.model.family=transformer    # the VLA-style transformer policy
 
 Args (`common.parse_arg`): `variant` (debug/tiny/base), `debug` (= variant debug, on the committed
 test dataset), `frames` (raw/tokenized), `pipeline` (a pipeline workdir whose collect_data dataset

@@ -12,7 +12,8 @@ gripper feed one MLP trunk shared by a Gaussian action head and a value head. Th
 bounded as PPO needs it: the mean is tanh-squashed into [-1, 1] and the env (or
 `rl.wrappers.ClipActionWrapper`) clips samples, so log-probs stay those of the plain Gaussian
 (`distributions.DiagGaussian`). Same call convention as `mlp.ActorCritic`, so `rl.ppo` and the
-SFT trainer take either.
+SFT trainer take either; `transformer.TransformerActorCritic` reads the same observation and shares
+the heads (`gaussian_and_value`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,25 @@ def check_observation(obs: Mapping[str, jax.Array]) -> tuple[int, ...]:
     chex.assert_rank(obs["instruction"], len(lead) + 1)
     chex.assert_equal_shape_prefix([obs["instruction"], obs["gripper"]], len(lead))
     return lead
+
+
+def gaussian_and_value(module: nn.Module, actor_in: jax.Array, critic_in: jax.Array,
+                       lead: tuple[int, ...]) -> tuple[DiagGaussian, jax.Array]:
+    """The action and value heads of the image policies, built inside `module`'s compact call
+    (their params are `module`'s `actor`, `critic` and `log_std`; `module` has the fields
+    action_dim, log_std_init, log_std_min).
+
+    mean = tanh(Dense(actor_in)) [*lead, A]; value = Dense(critic_in) [*lead]; the log std is a
+    learned [A] vector (not a function of the observation) clipped into [log_std_min, 2].
+    """
+    mean = jnp.tanh(nn.Dense(module.action_dim, kernel_init=scaled_init(0.01), name="actor")(
+        actor_in))
+    value = nn.Dense(1, kernel_init=scaled_init(1.0), name="critic")(critic_in)[..., 0]
+    log_std = module.param("log_std", constant(module.log_std_init), (module.action_dim,))
+    log_std = jnp.clip(log_std, module.log_std_min, 2.0)
+    chex.assert_shape([mean], (*lead, module.action_dim))
+    chex.assert_shape(value, lead)
+    return DiagGaussian(mean, jnp.broadcast_to(log_std, mean.shape)), value
 
 
 class ConvEncoder(nn.Module):
@@ -96,13 +116,7 @@ class ImageActorCritic(nn.Module):
         act = ACTIVATIONS[self.activation]
         for i, width in enumerate(self.hidden):
             x = act(nn.Dense(width, kernel_init=scaled_init(2**0.5), name=f"trunk_{i}")(x))
-        mean = jnp.tanh(nn.Dense(self.action_dim, kernel_init=scaled_init(0.01), name="actor")(x))
-        value = nn.Dense(1, kernel_init=scaled_init(1.0), name="critic")(x)[..., 0]
-        log_std = self.param("log_std", constant(self.log_std_init), (self.action_dim,))
-        log_std = jnp.clip(log_std, self.log_std_min, 2.0)
-        chex.assert_shape([mean], (*lead, self.action_dim))
-        chex.assert_shape(value, lead)
-        return DiagGaussian(mean, jnp.broadcast_to(log_std, mean.shape)), value
+        return gaussian_and_value(self, x, x, lead)
 
 
 def dummy_observation(frame_shape: tuple[int, int, int] = (128, 64, 3),

@@ -1,4 +1,4 @@
-"""Loads a trained image policy from any run folder: SFT or PPO (in the world model).
+"""Loads a trained image policy (either family) from any run folder: SFT or PPO.
 
   policy, params = restore_policy("runs/tiny/ppo_world_model", config.sft.model)
   act = make_act_fn(policy, deterministic=True)
@@ -6,8 +6,9 @@
 
 An SFT run's checkpoint is a TrainState (`params` at the top); a PPO run's is the runner state
 (`train_state.params`, with the policy section in its meta as `policy_config`). Both are checked
-against `model_config`: a missing folder raises FileNotFoundError naming it, another policy
-section or another parameter shape raises ValueError naming the field.
+against `model_config` (the fields its family reads, `families.policy_section`; a section saved
+before `family` existed is a CNN's): a missing folder raises FileNotFoundError naming it, another
+policy section or another parameter shape raises ValueError naming the field.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import json
 import os
 from collections.abc import Callable
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from roboscape_jax.policies import sft
-from roboscape_jax.policies.image import ImageActorCritic, dummy_observation
+from roboscape_jax.policies.families import check_family, policy_section
+from roboscape_jax.policies.image import dummy_observation
 from roboscape_jax.types import PRNGKey, PyTree
 from roboscape_jax.utils.checkpoint import Checkpointer
 
@@ -32,8 +35,11 @@ def _normalised(values) -> dict:
 
 
 def check_policy_config(stored, model_config, where: str) -> None:
-    """Raises ValueError naming the first field where the checkpoint's policy section differs."""
-    stored, expected = _normalised(stored), _normalised(model_config)
+    """Raises ValueError naming the first field where the checkpoint's policy section differs
+    (the family first)."""
+    check_family(stored, model_config, where)
+    stored = policy_section(_normalised(stored))
+    expected = policy_section(_normalised(model_config))
     for field in sorted(set(stored) | set(expected)):
         if stored.get(field) != expected.get(field):
             raise ValueError(f"the policy in {where} has {field}={stored.get(field)!r}, the config "
@@ -51,7 +57,7 @@ def _cast_like(template: PyTree, raw: PyTree, where: str) -> PyTree:
 
 
 def restore_policy(run_dir: str, model_config, *, frame_shape=(128, 64, 3),
-                   instruction_dim: int = 384) -> tuple[ImageActorCritic, PyTree]:
+                   instruction_dim: int = 384) -> tuple[nn.Module, PyTree]:
     """(policy, params) of the newest checkpoint of an SFT or a PPO run folder (told apart by the
     checkpoint's layout: a PPO runner state holds `train_state`)."""
     checkpoint_dir = os.path.join(run_dir, "checkpoints")
@@ -71,7 +77,7 @@ def restore_policy(run_dir: str, model_config, *, frame_shape=(128, 64, 3),
     return policy, _cast_like(template, raw["train_state"]["params"], checkpoint_dir)
 
 
-def make_act_fn(policy: ImageActorCritic, *, deterministic: bool = True
+def make_act_fn(policy: nn.Module, *, deterministic: bool = True
                 ) -> Callable[[PyTree, dict, PRNGKey], jax.Array]:
     """act(params, obs, key) -> action [A] in [-1, 1] for one observation (no batch axis): the
     mean action when `deterministic`, else a sample (clipped, as the env clips it). Jitted."""

@@ -1,4 +1,4 @@
-"""Supervised fine-tuning (behaviour cloning) of the image policy on expert episodes.
+"""Supervised fine-tuning (behaviour cloning) of an image policy (either family) on expert episodes.
 
   data = {"train": make_sft_data(train_episodes, ...), "val": make_sft_data(val_episodes, ...)}
   state = train_and_evaluate(config, workdir, data)   # config: the sft section
@@ -21,13 +21,21 @@ from collections.abc import Mapping, Sequence
 from typing import Callable, NamedTuple
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from roboscape_jax.env.observation import integrate_gripper, observation_frames
 from roboscape_jax.policies.distributions import DiagGaussian
-from roboscape_jax.policies.image import ImageActorCritic, dummy_observation
+from roboscape_jax.policies.families import (
+    FIELDS_ADDED_LATER,
+    check_family,
+    create_policy,
+    policy_section,
+)
+from roboscape_jax.policies.image import dummy_observation
 from roboscape_jax.tokenizer.model import FrameTokenizer
 from roboscape_jax.tokenizer.train import check_resume_compatible, make_optimizer, model_fingerprint
 from roboscape_jax.types import PyTree
@@ -135,20 +143,30 @@ def bc_loss(dist: DiagGaussian, actions: jax.Array) -> tuple[jax.Array, dict[str
     return nll, metrics
 
 
-def create_policy(model_config) -> ImageActorCritic:
-    """The policy of a `model` config section (fields of ImageActorCritic)."""
-    values = model_config.to_dict() if hasattr(model_config, "to_dict") else dict(model_config)
-    return ImageActorCritic(**{k: tuple(v) if isinstance(v, list) else v
-                               for k, v in values.items()})
+def policy_identity(model_config) -> ml_collections.ConfigDict:
+    """{"model": policy_section(model_config)}: what the checkpoint's model fingerprint holds and
+    what resuming or restoring checks (`families.policy_section`)."""
+    return ml_collections.ConfigDict({"model": policy_section(model_config)})
 
 
-def init_state(config, policy: ImageActorCritic, tx, frame_shape, instruction_dim) -> TrainState:
+def check_checkpoint_policy(checkpoint_dir: str, model_config) -> None:
+    """Raises ValueError when the newest checkpoint in `checkpoint_dir` (if any) holds another
+    policy: another family first, then any field the family reads (`check_resume_compatible`)."""
+    if os.path.isdir(checkpoint_dir):
+        with Checkpointer(checkpoint_dir) as ckpt:
+            meta = ckpt.restore(None)[1] if ckpt.latest_step() is not None else {}
+        if "model_config" in meta:
+            check_family(meta["model_config"], model_config, checkpoint_dir)
+    check_resume_compatible(checkpoint_dir, policy_identity(model_config), FIELDS_ADDED_LATER)
+
+
+def init_state(config, policy: nn.Module, tx, frame_shape, instruction_dim) -> TrainState:
     rng, rng_init = jax.random.split(jax.random.PRNGKey(config.seed))
     params = jax.jit(policy.init)(rng_init, dummy_observation(frame_shape, instruction_dim, (1,)))
     return create_train_state(params, tx, rng)
 
 
-def make_eval_fn(policy: ImageActorCritic, data: SFTData, *, num_samples: int, batch_size: int):
+def make_eval_fn(policy: nn.Module, data: SFTData, *, num_samples: int, batch_size: int):
     """eval_fn(state) -> mean bc_loss metrics over fixed, evenly spaced samples of `data`."""
     index = np.unique(np.linspace(0, len(data.actions) - 1, num_samples).round().astype(int))
     size = min(batch_size, len(index))
@@ -172,7 +190,7 @@ def train_and_evaluate(config, workdir: str, data: Mapping[str, SFTData]) -> Tra
     if config.observation_frames not in OBSERVATION_FRAMES:
         raise ValueError(f"observation_frames must be one of {OBSERVATION_FRAMES}, got "
                          f"{config.observation_frames!r}")
-    check_resume_compatible(os.path.join(workdir, "checkpoints"), config)
+    check_checkpoint_policy(os.path.join(workdir, "checkpoints"), config.model)
     policy, tx = create_policy(config.model), make_optimizer(config)
     train = data["train"]
     state = init_state(config, policy, tx, train.frames.shape[1:], train.instructions.shape[-1])
@@ -190,22 +208,20 @@ def train_and_evaluate(config, workdir: str, data: Mapping[str, SFTData]) -> Tra
                        checkpoint_every_steps=config.checkpoint_every_steps, desc="sft",
                        eval_fn=eval_fn, eval_every_steps=config.eval_every_steps,
                        progress_every_s=config.get("progress_every_s", 10.0),
-                       checkpoint_meta=model_fingerprint(config))
+                       checkpoint_meta=model_fingerprint(policy_identity(config.model)))
     write_json(os.path.join(workdir, "eval", "metrics.json"),
                {**eval_fn(state), "step": int(state.step)})
     return state
 
 
 def restore_params(workdir: str, model_config, *, frame_shape=(128, 64, 3),
-                   instruction_dim: int = 384) -> tuple[ImageActorCritic, PyTree]:
+                   instruction_dim: int = 384) -> tuple[nn.Module, PyTree]:
     """(policy, params) of the newest SFT checkpoint in `workdir`. Raises ValueError when it was
     trained with another `model` config (naming the field) and FileNotFoundError when absent."""
-    import ml_collections
-
     checkpoint_dir = os.path.join(workdir, "checkpoints")
     if not os.path.isdir(checkpoint_dir):
         raise FileNotFoundError(f"no SFT checkpoints in {workdir}: run experiments/train_sft.py")
-    check_resume_compatible(checkpoint_dir, ml_collections.ConfigDict({"model": model_config}))
+    check_checkpoint_policy(checkpoint_dir, model_config)
     policy = create_policy(model_config)
     template = jax.eval_shape(policy.init, jax.random.PRNGKey(0),
                               dummy_observation(frame_shape, instruction_dim, (1,)))
