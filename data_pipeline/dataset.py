@@ -65,12 +65,17 @@ def two_view_frames(steps) -> np.ndarray:
     )
 
 
-def load_frames(dataset_dir: str, split: str, *, stride: int = 1) -> np.ndarray:
-    """Every `stride`-th two-view frame of every episode of `split`, uint8 [N, 2H, W, 3]."""
+def load_frames(dataset_dir: str, split: str, *, stride: int = 1,
+                return_lengths: bool = False):
+    """Every `stride`-th two-view frame of every episode of `split`, uint8 [N, 2H, W, 3], episode
+    after episode (each starting at its first frame); with `return_lengths` also the number of
+    frames each episode gave, int64 [episodes]."""
     source = open_split(dataset_dir, split)
     frames = [two_view_frames(source[i]["steps"])[::stride] for i in range(len(source))]
     if not frames:
         raise ValueError(f"split {split!r} of {dataset_dir} has no episodes")
+    if return_lengths:
+        return np.concatenate(frames), np.asarray([len(f) for f in frames], np.int64)
     return np.concatenate(frames)
 
 

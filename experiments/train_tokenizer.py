@@ -10,6 +10,7 @@ it writes `config.json`, `run_info.json`, `metrics.jsonl`, `checkpoints/`, Tenso
 
 import os
 
+import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -28,13 +29,15 @@ def frames_source(config) -> ArrayFrameSource:
     """The frames of `config.frames_path`, or synthetic toy frames when that file is absent."""
     held_out = config.tokenizer.input.held_out_fraction
     if config.frames_path and os.path.exists(config.frames_path):
-        return ArrayFrameSource(load_frames_npz(config.frames_path), held_out)
+        with np.load(config.frames_path) as data:  # optional "episode_lengths" [episodes]
+            lengths = data["episode_lengths"] if "episode_lengths" in data else None
+        return ArrayFrameSource(load_frames_npz(config.frames_path), held_out, lengths)
     logging.warning("no frames at %r: training on %d synthetic toy frames (development only)",
                     config.frames_path, config.num_synthetic_frames)
     inp = config.tokenizer.input
     frames = synthetic_frames(config.num_synthetic_frames, inp.frame_height, inp.frame_width,
                               seed=config.seed)
-    return ArrayFrameSource(frames, held_out)
+    return ArrayFrameSource(frames, held_out, [len(frames)])  # one continuous toy episode
 
 
 def main(argv):

@@ -26,7 +26,9 @@ def _common() -> ml_collections.ConfigDict:
     c.variant = "tiny"
     c.seed = 0
     c.model = ml_collections.ConfigDict(dict(
-        channels=16, channel_mults=(1, 2, 4, 8), num_res_blocks=1, num_bits=10, num_factors=1))
+        channels=16, channel_mults=(1, 2, 4, 8), num_res_blocks=1, num_bits=10, num_factors=1,
+        # encode and decode given the episode's first frame (tokenizer/model.py)
+        reference_conditioning=False))
     c.loss = ml_collections.ConfigDict(dict(
         l1_weight=1.0, l2_weight=0.0, lpips_weight=1.0,
         entropy_weight=0.1, entropy_tau=0.01, entropy_gamma=1.0, entropy_num_factors=1,

@@ -26,8 +26,9 @@ def dataset_dir(out_dir: str) -> str:
 def run_train_tokenizer(config, out_dir: str) -> dict[str, Any]:
     data = dataset_dir(out_dir)
     stride = config.tokenizer.input.get("frame_stride", 1)
-    train = load_frames(data, "train", stride=stride)
-    source = SplitFrameSource(train, load_frames(data, "val"))
+    train, train_lengths = load_frames(data, "train", stride=stride, return_lengths=True)
+    val, val_lengths = load_frames(data, "val", return_lengths=True)
+    source = SplitFrameSource(train, val, train_lengths, val_lengths)
     print(
         f"tokenizer: {len(train)} train frames, {len(source.split_indices('held_out'))} "
         f"held-out in-domain frames",
@@ -36,7 +37,8 @@ def run_train_tokenizer(config, out_dir: str) -> dict[str, Any]:
     state = tok_train.train_and_evaluate(config.tokenizer, out_dir, source)
     model = tok_train.create_model(config.tokenizer.model)
     lpips = tok_train.load_lpips_params() if config.tokenizer.eval.lpips else None
-    ood = SplitFrameSource(train[:1], load_frames(data, "ood"))
+    ood, ood_lengths = load_frames(data, "ood", return_lengths=True)
+    ood = SplitFrameSource(train[:1], ood, [1], ood_lengths)
     with open(os.path.join(out_dir, "eval", "metrics.json")) as f:  # train_and_evaluate's
         ind = json.load(f)
     results = {

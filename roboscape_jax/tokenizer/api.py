@@ -6,6 +6,9 @@
 Both are jitted on `(params, frames)` with the Linen `model` static, so they also run inside a
 caller's `jit`/`vmap`/`scan`. Inputs are checked before the compiled call: shapes and dtypes always,
 values (range, NaN) whenever the input is a concrete array rather than a tracer.
+
+A reference-conditioned tokenizer (`FrameTokenizer.reference_conditioning`) takes `reference=`,
+the episode's first frame [B, H, W, 3] (uint8 or float [0, 1], like the frames), in every call.
 """
 
 from __future__ import annotations
@@ -78,9 +81,35 @@ def check_tokens(tokens, model: FrameTokenizer) -> None:
                              f"values in [{values.min()}, {values.max()}]")
 
 
+def check_reference(reference, model: FrameTokenizer, batch_shape: tuple[int, ...]) -> None:
+    """Raises ValueError when a reference-conditioned tokenizer gets no reference frames, another
+    tokenizer gets some, or their shape is not [B, H, W, 3] of the frames (`batch_shape`: the
+    frames' [B, H, W, 3], or [B, h, w] tokens, whose frame size follows from the model)."""
+    if model.reference_conditioning != (reference is not None):
+        raise ValueError(
+            "this tokenizer is reference-conditioned: pass reference=, the episode's first frame "
+            "[B, H, W, 3]" if model.reference_conditioning else
+            "this tokenizer takes no reference frame (reference_conditioning=False)")
+    if reference is None:
+        return
+    check_frames(reference, model)
+    if len(batch_shape) == 3:
+        f = model.downsample_factor
+        batch_shape = (batch_shape[0], batch_shape[1] * f, batch_shape[2] * f, 3)
+    if tuple(np.shape(reference)) != tuple(batch_shape):
+        raise ValueError(f"reference frames must be {tuple(batch_shape)} (one per frame), got "
+                         f"{np.shape(reference)}")
+
+
+def _model_reference(reference):
+    return None if reference is None else frames_to_model_input(reference)
+
+
 @functools.partial(jax.jit, static_argnames="model")
-def _encode(params: PyTree, frames: jax.Array, model: FrameTokenizer) -> jax.Array:
-    _, codes = model.apply(params, frames_to_model_input(frames), method=FrameTokenizer.encode)
+def _encode(params: PyTree, frames: jax.Array, model: FrameTokenizer,
+            reference: jax.Array | None = None) -> jax.Array:
+    _, codes = model.apply(params, frames_to_model_input(frames), _model_reference(reference),
+                           method=FrameTokenizer.encode)
     tokens = bits_to_index(codes)
     f = model.downsample_factor
     chex.assert_shape(tokens, (frames.shape[0], frames.shape[1] // f, frames.shape[2] // f))
@@ -88,40 +117,49 @@ def _encode(params: PyTree, frames: jax.Array, model: FrameTokenizer) -> jax.Arr
 
 
 @functools.partial(jax.jit, static_argnames="model")
-def _encode_latents(params: PyTree, frames: jax.Array, model: FrameTokenizer) -> jax.Array:
-    latents, _ = model.apply(params, frames_to_model_input(frames), method=FrameTokenizer.encode)
+def _encode_latents(params: PyTree, frames: jax.Array, model: FrameTokenizer,
+                    reference: jax.Array | None = None) -> jax.Array:
+    latents, _ = model.apply(params, frames_to_model_input(frames), _model_reference(reference),
+                             method=FrameTokenizer.encode)
     return latents
 
 
 @functools.partial(jax.jit, static_argnames="model")
-def _decode(params: PyTree, tokens: jax.Array, model: FrameTokenizer) -> jax.Array:
-    x = model.apply(params, tokens.astype(jnp.int32), method=FrameTokenizer.decode_indices)
+def _decode(params: PyTree, tokens: jax.Array, model: FrameTokenizer,
+            reference: jax.Array | None = None) -> jax.Array:
+    x = model.apply(params, tokens.astype(jnp.int32), _model_reference(reference),
+                    method=FrameTokenizer.decode_indices)
     f = model.downsample_factor
     chex.assert_shape(x, (tokens.shape[0], tokens.shape[1] * f, tokens.shape[2] * f, 3))
     return model_output_to_frames(x)
 
 
-def encode(params: PyTree, frames, *, model: FrameTokenizer) -> jax.Array:
-    """Frames -> code indices. frames: uint8 [B, H, W, 3] or float in [0, 1].
+def encode(params: PyTree, frames, *, model: FrameTokenizer, reference=None) -> jax.Array:
+    """Frames -> code indices. frames: uint8 [B, H, W, 3] or float in [0, 1]; `reference` (the
+    same kind, reference-conditioned tokenizers only): each frame's episode-first frame.
 
     Returns: int32 [B, h, w].
     """
     check_frames(frames, model)
-    return _encode(params, frames, model)
+    check_reference(reference, model, np.shape(frames))
+    return _encode(params, frames, model, reference)
 
 
-def encode_latents(params: PyTree, frames, *, model: FrameTokenizer) -> jax.Array:
+def encode_latents(params: PyTree, frames, *, model: FrameTokenizer, reference=None) -> jax.Array:
     """Frames -> pre-quantization latents float32 [B, h, w, K] (their signs are the codes)."""
     check_frames(frames, model)
-    return _encode_latents(params, frames, model)
+    check_reference(reference, model, np.shape(frames))
+    return _encode_latents(params, frames, model, reference)
 
 
-def decode(params: PyTree, tokens, *, model: FrameTokenizer) -> jax.Array:
+def decode(params: PyTree, tokens, *, model: FrameTokenizer, reference=None) -> jax.Array:
     """Code indices -> frames. tokens: int [B, h, w]; returns float32 [B, H, W, 3] in [0, 1]."""
     check_tokens(tokens, model)
-    return _decode(params, tokens, model)
+    check_reference(reference, model, np.shape(tokens))
+    return _decode(params, tokens, model, reference)
 
 
-def reconstruct(params: PyTree, frames, *, model: FrameTokenizer) -> jax.Array:
+def reconstruct(params: PyTree, frames, *, model: FrameTokenizer, reference=None) -> jax.Array:
     """decode(encode(frames)): float32 [B, H, W, 3] in [0, 1]."""
-    return decode(params, encode(params, frames, model=model), model=model)
+    tokens = encode(params, frames, model=model, reference=reference)
+    return decode(params, tokens, model=model, reference=reference)

@@ -49,21 +49,28 @@ def code_statistics(counts: np.ndarray) -> dict[str, float]:
 
 def evaluate(model: FrameTokenizer, params: PyTree, frames: np.ndarray, *,
              lpips_params: PyTree | None = None, batch_size: int = 64,
-             num_views: int = 2) -> tuple[dict[str, float], np.ndarray]:
-    """Scores `frames` (uint8 [N, H, W, 3]) through encode -> decode, `batch_size` at a time.
+             num_views: int = 2, references: np.ndarray | None = None
+             ) -> tuple[dict[str, float], np.ndarray]:
+    """Scores `frames` (uint8 [N, H, W, 3]) through encode -> decode, `batch_size` at a time;
+    `references` [N, H, W, 3]: each frame's episode-first frame (reference-conditioned
+    tokenizers).
 
     Returns (metrics, reconstructions uint8 [N, H, W, 3]).
     """
+    def padded(x: np.ndarray, start: int) -> np.ndarray:
+        x = x[start:start + batch_size]
+        return np.concatenate([x, np.repeat(x[-1:], batch_size - len(x), axis=0)])
+
     sums: dict[str, float] = {}
     full_counts = np.zeros(2**model.num_bits, np.int64)
     sub_counts = np.zeros((model.num_factors, 2 ** (model.num_bits // model.num_factors)), np.int64)
     recons = []
     for start in range(0, len(frames), batch_size):
-        batch = frames[start:start + batch_size]
-        n = len(batch)  # the last batch is padded to batch_size: one compiled program for all
-        batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - n, axis=0)])
-        tokens = api.encode(params, batch, model=model)
-        recon = api.decode(params, tokens, model=model)
+        n = len(frames[start:start + batch_size])  # the last batch is padded to batch_size:
+        batch = padded(frames, start)  # one compiled program for all
+        reference = None if references is None else padded(references, start)
+        tokens = api.encode(params, batch, model=model, reference=reference)
+        recon = api.decode(params, tokens, model=model, reference=reference)
         per_frame = frame_metrics(jnp.asarray(batch, jnp.float32) / 255.0, recon, lpips_params,
                                   num_views)
         for name, values in jax.device_get(per_frame).items():

@@ -3,7 +3,8 @@
 A frame is both camera views stacked vertically (third-view over wrist), uint8 [H, W, 3], by
 default [128, 64, 3]. A source splits its frames into `train` and `held_out` index sets once, so
 training never sees the frames that evaluation scores. The dataset reader plugs in by implementing
-the same three members.
+the same three members. Sources that know where episodes start also give each frame's
+reference (its episode's first frame) for a reference-conditioned tokenizer (`get_references`).
 """
 
 from __future__ import annotations
@@ -26,11 +27,23 @@ class FrameSource(Protocol):
         """uint8 [len(indices), H, W, 3]."""
 
 
+def episode_first_index(lengths) -> np.ndarray:
+    """int64 [sum(lengths)]: the index of each frame's episode-first frame, for frames stored
+    episode after episode with these lengths."""
+    lengths = np.asarray(lengths, np.int64)
+    if lengths.ndim != 1 or (lengths < 1).any():
+        raise ValueError(f"episode lengths must be positive integers, got {lengths}")
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    return np.repeat(starts, lengths)
+
+
 class _IndexedFrames:
-    """Frames in one array plus the index sets of the train and held-out splits."""
+    """Frames in one array plus the index sets of the train and held-out splits, and, when
+    episode lengths were given, each frame's episode-first frame."""
 
     frames: np.ndarray
     _split: dict[str, np.ndarray]
+    _first: np.ndarray | None = None
 
     def split_indices(self, split: str) -> np.ndarray:
         if split not in self._split:
@@ -40,6 +53,26 @@ class _IndexedFrames:
     def get_batch(self, indices: np.ndarray) -> np.ndarray:
         return self.frames[np.asarray(indices)]
 
+    @property
+    def has_references(self) -> bool:
+        return self._first is not None
+
+    def get_references(self, indices: np.ndarray) -> np.ndarray:
+        """uint8 [len(indices), H, W, 3]: the first frame of each frame's episode."""
+        if self._first is None:
+            raise ValueError("this frame source has no episode boundaries (pass episode "
+                             "lengths), so it has no reference frames")
+        return self.frames[self._first[np.asarray(indices)]]
+
+    def _set_episodes(self, lengths) -> None:
+        if lengths is None:
+            return
+        first = episode_first_index(lengths)
+        if len(first) != len(self.frames):
+            raise ValueError(f"episode lengths sum to {len(first)}, but there are "
+                             f"{len(self.frames)} frames")
+        self._first = first
+
 
 class ArrayFrameSource(_IndexedFrames):
     """Frames held in one uint8 array; the last `held_out_fraction` of them are held out.
@@ -48,7 +81,8 @@ class ArrayFrameSource(_IndexedFrames):
     (a random split would leak near-identical neighbouring frames).
     """
 
-    def __init__(self, frames: np.ndarray, held_out_fraction: float = 0.1):
+    def __init__(self, frames: np.ndarray, held_out_fraction: float = 0.1,
+                 episode_lengths=None):
         frames = np.asarray(frames)
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"frames must be uint8 [N, H, W, 3], got {frames.dtype} "
@@ -61,13 +95,15 @@ class ArrayFrameSource(_IndexedFrames):
         self.frame_shape = tuple(frames.shape[1:])
         self._split = {"train": np.arange(len(frames) - num_held_out),
                        "held_out": np.arange(len(frames) - num_held_out, len(frames))}
+        self._set_episodes(episode_lengths)
 
 
 
 class SplitFrameSource(_IndexedFrames):
     """Frames whose train / held-out split is given (e.g. the dataset's train and val splits)."""
 
-    def __init__(self, train: np.ndarray, held_out: np.ndarray):
+    def __init__(self, train: np.ndarray, held_out: np.ndarray, train_lengths=None,
+                 held_out_lengths=None):
         if train.dtype != np.uint8 or held_out.dtype != np.uint8:
             raise ValueError(f"frames must be uint8, got {train.dtype} and {held_out.dtype}")
         if train.shape[1:] != held_out.shape[1:] or train.ndim != 4:
@@ -77,6 +113,11 @@ class SplitFrameSource(_IndexedFrames):
         self.frame_shape = tuple(train.shape[1:])
         self._split = {"train": np.arange(len(train)),
                        "held_out": np.arange(len(train), len(self.frames))}
+        if (train_lengths is None) != (held_out_lengths is None):
+            raise ValueError("give episode lengths for both splits or for neither")
+        if train_lengths is not None:
+            self._set_episodes(np.concatenate([np.asarray(train_lengths, np.int64),
+                                               np.asarray(held_out_lengths, np.int64)]))
 
 
 

@@ -9,6 +9,13 @@ contiguous groups ("sub-codes"), so a world model can predict `num_factors` fact
 
 Shapes: frames [B, H, W, 3] in [-1, 1]; latents and quantized codes [B, h, w, K] with
 h = H / f, w = W / f and f = 2^(len(channel_mults) - 1); indices [B, h, w] int32.
+
+Reference conditioning (`reference_conditioning=True`, after iVideoGPT's context-conditioned
+compressive tokenizer, Wu et al. 2024, arXiv:2405.15223): the encoder also sees a reference frame
+(the episode's first real frame, which every user of the tokens has: the env's reset frame, the
+simulator episode's first render, the dataset episode's first step) and the decoder reads its
+features at every resolution. The static scene (table, container, robot base) then comes from the
+reference at full resolution, and the codes only have to carry what differs from it.
 """
 
 from __future__ import annotations
@@ -126,18 +133,43 @@ class Encoder(nn.Module):
         return nn.Conv(self.out_dim, (1, 1))(nn.swish(_group_norm(x.shape[-1])(x)))
 
 
+class ReferenceEncoder(nn.Module):
+    """Reference frame [B, H, W, 3] -> its features at every level of the decoder, finest first:
+    level i is [B, H / 2^i, W / 2^i, channels * channel_mults[i]]."""
+
+    channels: int = 32
+    channel_mults: tuple[int, ...] = (1, 2, 2, 4)
+
+    @nn.compact
+    def __call__(self, r: jax.Array) -> tuple[jax.Array, ...]:
+        x = nn.Conv(self.channels * self.channel_mults[0], (3, 3))(r)
+        features = []
+        for level, mult in enumerate(self.channel_mults):
+            x = ResBlock(self.channels * mult)(x)
+            features.append(x)
+            if level < len(self.channel_mults) - 1:
+                x = nn.Conv(self.channels * self.channel_mults[level + 1], (4, 4),
+                            strides=(2, 2))(x)
+        return tuple(features)
+
+
 class Decoder(nn.Module):
-    """[B, h, w, K] -> [B, h*f, w*f, 3]; nearest-neighbour x2 upsampling + conv between levels."""
+    """[B, h, w, K] -> [B, h*f, w*f, 3]; nearest-neighbour x2 upsampling + conv between levels.
+    With `reference` features (`ReferenceEncoder`), each level adds a 1x1 projection of its
+    level's reference features before its blocks."""
 
     channels: int = 32
     channel_mults: tuple[int, ...] = (1, 2, 2, 4)
     num_res_blocks: int = 1
 
     @nn.compact
-    def __call__(self, q: jax.Array) -> jax.Array:
+    def __call__(self, q: jax.Array, reference: tuple[jax.Array, ...] | None = None) -> jax.Array:
         x = nn.Conv(self.channels * self.channel_mults[-1], (3, 3))(q)
         x = ResBlock(x.shape[-1])(x)
         for level in reversed(range(len(self.channel_mults))):
+            if reference is not None:
+                x = x + nn.Conv(x.shape[-1], (1, 1), name=f"reference_{level}")(
+                    nn.swish(_group_norm(reference[level].shape[-1])(reference[level])))
             for _ in range(self.num_res_blocks):
                 x = ResBlock(self.channels * self.channel_mults[level])(x)
             if level > 0:
@@ -156,34 +188,57 @@ class FrameTokenizer(nn.Module):
     num_res_blocks: int = 1
     num_bits: int = 10  # K: codebook size 2^K
     num_factors: int = 1  # sub-codes of K / num_factors bits each (for factored logits)
+    # Encode and decode given the episode's first frame (module docstring); every method then
+    # takes `reference` [B, H, W, 3] in [-1, 1].
+    reference_conditioning: bool = False
 
     def setup(self):
         _bits_per_factor(self.num_bits, self.num_factors)
         self.encoder = Encoder(self.channels, self.channel_mults, self.num_res_blocks,
                                self.num_bits)
         self.decoder = Decoder(self.channels, self.channel_mults, self.num_res_blocks)
+        if self.reference_conditioning:
+            self.reference_encoder = ReferenceEncoder(self.channels, self.channel_mults)
 
     @property
     def downsample_factor(self) -> int:
         return 2 ** (len(self.channel_mults) - 1)
 
-    def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def _check_reference(self, reference: jax.Array | None, shape: tuple[int, ...] | None):
+        if self.reference_conditioning and reference is None:
+            raise ValueError("this tokenizer is reference-conditioned (reference_conditioning="
+                             "True): pass `reference`, the episode's first frame [B, H, W, 3]")
+        if not self.reference_conditioning and reference is not None:
+            raise ValueError("this tokenizer takes no reference frame "
+                             "(reference_conditioning=False)")
+        if reference is not None and shape is not None and reference.shape != shape:
+            raise ValueError(f"reference frames {reference.shape} must match the frames "
+                             f"{shape}")
+
+    def _reference_features(self, reference: jax.Array | None):
+        return None if reference is None else self.reference_encoder(reference)
+
+    def encode(self, x: jax.Array, reference: jax.Array | None = None
+               ) -> tuple[jax.Array, jax.Array]:
         """[B, H, W, 3] in [-1, 1] -> (latents, codes), both [B, h, w, K]."""
-        z = self.encoder(x)
+        self._check_reference(reference, x.shape)
+        z = self.encoder(x if reference is None else jnp.concatenate([x, reference], -1))
         return z, lfq_quantize(z)
 
-    def decode_codes(self, codes: jax.Array) -> jax.Array:
+    def decode_codes(self, codes: jax.Array, reference: jax.Array | None = None) -> jax.Array:
         """[B, h, w, K] codes in {-1, +1} -> [B, H, W, 3] frames in (about) [-1, 1]."""
-        return self.decoder(codes)
+        self._check_reference(reference, None)
+        return self.decoder(codes, self._reference_features(reference))
 
-    def decode_indices(self, indices: jax.Array) -> jax.Array:
+    def decode_indices(self, indices: jax.Array, reference: jax.Array | None = None) -> jax.Array:
         """[B, h, w] int code indices -> [B, H, W, 3] frames in (about) [-1, 1]."""
-        return self.decoder(index_to_bits(indices, self.num_bits))
+        return self.decode_codes(index_to_bits(indices, self.num_bits), reference)
 
-    def __call__(self, x: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-        z, q = self.encode(x)
+    def __call__(self, x: jax.Array, reference: jax.Array | None = None
+                 ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        z, q = self.encode(x, reference)
         aux = {"latents": z, "codes": q, "indices": bits_to_index(q)}
-        return self.decoder(q), aux
+        return self.decode_codes(q, reference), aux
 
 
 def create_model(model_config) -> FrameTokenizer:
@@ -192,4 +247,6 @@ def create_model(model_config) -> FrameTokenizer:
                           channel_mults=tuple(model_config.channel_mults),
                           num_res_blocks=model_config.num_res_blocks,
                           num_bits=model_config.num_bits,
-                          num_factors=model_config.num_factors)
+                          num_factors=model_config.num_factors,
+                          reference_conditioning=bool(
+                              model_config.get("reference_conditioning", False)))

@@ -123,8 +123,11 @@ def encode_padded(model: FrameTokenizer, params: PyTree, frames: np.ndarray,
     """
     num_frames = len(frames)
     padded = np.concatenate([frames, np.repeat(frames[-1:], -num_frames % batch_size, axis=0)])
+    # A reference-conditioned tokenizer encodes every frame given the episode's first frame.
+    reference = (np.repeat(frames[:1], batch_size, axis=0) if model.reference_conditioning
+                 else None)
     latents = np.concatenate([np.asarray(api.encode_latents(params, padded[i:i + batch_size],
-                                                            model=model))
+                                                            model=model, reference=reference))
                               for i in range(0, len(padded), batch_size)])
     tokens, margins = _sticky_codes(latents, hysteresis)
     tokens = np.asarray(tokens)[:num_frames]
@@ -149,17 +152,19 @@ def load_tokens(cache_dir: str, episode_id: str) -> np.ndarray:
 
 
 def frame_margins(model: FrameTokenizer, params: PyTree, frames: jax.Array,
-                  tokens: jax.Array) -> jax.Array:
+                  tokens: jax.Array, reference: jax.Array | None = None) -> jax.Array:
     """Bit margins float32 [B, h, w, K] of `tokens` [B, h, w] for the frames they stand for
     [B, H, W, 3] (uint8 or [0, 1]): the frames' latents times the tokens' code signs, as
-    `encode_padded` stores them. For a generated frame, `frames` is its decoded image. Jit-able."""
-    latents = api.encode_latents(params, frames, model=model)
+    `encode_padded` stores them. For a generated frame, `frames` is its decoded image.
+    `reference`: the episode-first frames (reference-conditioned tokenizers). Jit-able."""
+    latents = api.encode_latents(params, frames, model=model, reference=reference)
     return latents * index_to_bits(tokens, model.num_bits)
 
 
-def generated_margins(model: FrameTokenizer, params: PyTree, tokens: jax.Array) -> jax.Array:
+def generated_margins(model: FrameTokenizer, params: PyTree, tokens: jax.Array,
+                      reference: jax.Array | None = None) -> jax.Array:
     """Bit margins [B, h, w, K] of generated tokens [B, h, w]: those of their decoded frame,
     rounded to uint8 as the world-model env shows it (a generated frame has no encoder latent
     of its own). Jit-able."""
-    return frame_margins(model, params, api.to_uint8(api.decode(params, tokens, model=model)),
-                         tokens)
+    frames = api.to_uint8(api.decode(params, tokens, model=model, reference=reference))
+    return frame_margins(model, params, frames, tokens, reference)

@@ -86,14 +86,16 @@ def make_optimizer(config) -> optax.GradientTransformation:
 def init_state(config, model: FrameTokenizer, tx: optax.GradientTransformation) -> EmaTrainState:
     rng, rng_init = jax.random.split(jax.random.PRNGKey(config.seed))
     x = jnp.zeros((1, config.input.frame_height, config.input.frame_width, 3))
-    params = jax.jit(model.init)(rng_init, x)
+    params = jax.jit(model.init)(rng_init, x, x if model.reference_conditioning else None)
     base = create_train_state(params, tx, rng)
     return EmaTrainState(step=base.step, params=base.params, opt_state=base.opt_state,
                          rng=base.rng, ema_params=jax.tree.map(jnp.copy, params))
 
 
 def make_step(config, model: FrameTokenizer, tx, mesh, lpips_params: PyTree | None):
-    """`step(state, frames uint8 [B, H, W, 3]) -> (state, metrics)`, data-parallel over `mesh`."""
+    """`step(state, frames) -> (state, metrics)`, data-parallel over `mesh`; frames: uint8
+    [B, H, W, 3], or for a reference-conditioned tokenizer {"frames", "references"} of that
+    shape (`make_batch_fn`)."""
     jitted = make_jitted_step(config, model, tx, mesh)
     return lambda state, frames: jitted(state, frames, lpips_params)
 
@@ -105,7 +107,9 @@ def make_jitted_step(config, model: FrameTokenizer, tx, mesh):
     def loss_fn(params, batch, rng):
         del rng  # the tokenizer's loss is deterministic
         x = frames_to_model_input(batch["frames"])
-        recon, aux = model.apply(params, x)
+        reference = batch.get("references")
+        recon, aux = model.apply(params, x, None if reference is None
+                                 else frames_to_model_input(reference))
         return tokenizer_loss(recon, x, aux["latents"], aux["codes"], config.loss,
                               batch["lpips_params"])
 
@@ -114,7 +118,8 @@ def make_jitted_step(config, model: FrameTokenizer, tx, mesh):
     def step(state: EmaTrainState, frames: jax.Array, lpips: PyTree | None):
         inner = TrainState(step=state.step, params=state.params, opt_state=state.opt_state,
                            rng=state.rng)
-        inner, metrics = base_step(inner, {"frames": frames, "lpips_params": lpips})
+        batch = dict(frames) if isinstance(frames, dict) else {"frames": frames}
+        inner, metrics = base_step(inner, {**batch, "lpips_params": lpips})
         decay = ema_decay_at(state.step, config.ema_decay)
         ema = optax.incremental_update(inner.params, state.ema_params, 1.0 - decay)
         return EmaTrainState(step=inner.step, params=inner.params, opt_state=inner.opt_state,
@@ -123,13 +128,18 @@ def make_jitted_step(config, model: FrameTokenizer, tx, mesh):
     return sharding.data_parallel_jit(step, mesh, num_extra_args=1)
 
 
-def make_batch_fn(config, source: FrameSource):
-    """batch_fn(step) -> uint8 [B, H, W, 3]: train frames drawn from a generator seeded by step."""
+def make_batch_fn(config, source: FrameSource, *, references: bool = False):
+    """batch_fn(step) -> uint8 [B, H, W, 3]: train frames drawn from a generator seeded by step;
+    with `references`, {"frames", "references"}: also each frame's episode-first frame."""
     train_indices = source.split_indices("train")
 
-    def batch_fn(step: int) -> np.ndarray:
+    def batch_fn(step: int):
         rng = np.random.default_rng([config.seed, step])
-        return source.get_batch(np.sort(rng.choice(train_indices, config.input.batch_size)))
+        indices = np.sort(rng.choice(train_indices, config.input.batch_size))
+        if references:
+            return {"frames": source.get_batch(indices),
+                    "references": source.get_references(indices)}
+        return source.get_batch(indices)
 
     return batch_fn
 
@@ -137,6 +147,19 @@ def make_batch_fn(config, source: FrameSource):
 def held_out_frames(source: FrameSource, num_frames: int) -> np.ndarray:
     """The first `num_frames` held-out frames (a fixed set, so evaluations compare)."""
     return source.get_batch(source.split_indices("held_out")[:num_frames])
+
+
+def held_out_references(source: FrameSource, num_frames: int) -> np.ndarray:
+    """The episode-first frames of `held_out_frames`."""
+    return source.get_references(source.split_indices("held_out")[:num_frames])
+
+
+def check_reference_source(model: FrameTokenizer, source: FrameSource) -> None:
+    """A reference-conditioned tokenizer needs a source that knows its episodes."""
+    if model.reference_conditioning and not getattr(source, "has_references", False):
+        raise ValueError("the tokenizer is reference-conditioned (model.reference_conditioning) "
+                         "but its frame source has no episode boundaries: build it with "
+                         "episode lengths (tokenizer.frames.SplitFrameSource)")
 
 
 def train_and_evaluate(config, workdir: str, frames_source: FrameSource) -> EmaTrainState:
@@ -148,23 +171,28 @@ def train_and_evaluate(config, workdir: str, frames_source: FrameSource) -> EmaT
     sharding.check_batch_size(config.input.batch_size, mesh)
     check_resume_compatible(os.path.join(workdir, "checkpoints"), config)
     model, tx = create_model(config.model), make_optimizer(config)
+    check_reference_source(model, frames_source)
     use_lpips = config.loss.lpips_weight > 0 or config.eval.lpips
     lpips_params = load_lpips_params() if use_lpips else None
     state = sharding.replicate(init_state(config, model, tx), mesh)
     eval_frames = held_out_frames(frames_source, config.eval.num_frames)
+    eval_references = (held_out_references(frames_source, config.eval.num_frames)
+                       if model.reference_conditioning else None)
     images = MetricWriter(os.path.join(workdir, "images"))
 
     def eval_fn(state: EmaTrainState) -> dict[str, float]:
         metrics, recons = evaluation.evaluate(
             model, state.ema_params, eval_frames, lpips_params=lpips_params,
-            batch_size=config.eval.batch_size, num_views=config.input.num_views)
+            batch_size=config.eval.batch_size, num_views=config.input.num_views,
+            references=eval_references)
         n = config.eval.grid_frames
         grid = evaluation.reconstruction_grid(eval_frames[:n], recons[:n])
         images.write_images(int(state.step), {"held_out/originals_over_reconstructions": grid})
         return metrics
 
     state = train_loop(state, make_step(config, model, tx, mesh, lpips_params),
-                       make_batch_fn(config, frames_source), workdir=workdir,
+                       make_batch_fn(config, frames_source,
+                                     references=model.reference_conditioning), workdir=workdir,
                        num_steps=config.num_steps, log_every_steps=config.log_every_steps,
                        checkpoint_every_steps=config.checkpoint_every_steps, desc="tokenizer",
                        eval_fn=eval_fn, eval_every_steps=config.eval_every_steps,
@@ -180,10 +208,14 @@ def evaluate_held_out(config, model: FrameTokenizer, params: PyTree, frames_sour
                       max_frames: int = 4096) -> dict[str, float]:
     """Scores up to `max_frames` held-out frames; writes `out_dir/{metrics.json,
     reconstructions.png}` and returns the metrics."""
+    check_reference_source(model, frames_source)
     frames = held_out_frames(frames_source, max_frames)
+    references = (held_out_references(frames_source, max_frames)
+                  if model.reference_conditioning else None)
     metrics, recons = evaluation.evaluate(model, params, frames, lpips_params=lpips_params,
                                           batch_size=config.eval.batch_size,
-                                          num_views=config.input.num_views)
+                                          num_views=config.input.num_views,
+                                          references=references)
     metrics["step"] = step
     n = config.eval.grid_frames
     evaluation.write_report(out_dir, metrics,
