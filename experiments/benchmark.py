@@ -72,13 +72,16 @@ def bench_tokenizer(c, models, peak) -> list[dict]:
     h, w = c.tokenizer.input.frame_height, c.tokenizer.input.frame_width
     b = c.tokenizer_batch
     frames = jnp.asarray(np.random.default_rng(c.seed).integers(0, 256, (b, h, w, 3), np.uint8))
-    encode = jax.jit(lambda p, x: api.encode(p, x, model=tok))
-    decode = jax.jit(lambda p, t: api.decode(p, t, model=tok))
-    encoded = time_jitted(encode, (params, frames), repeats=c.repeats)
-    tokens = encode(params, frames)
+    # a reference-conditioned tokenizer also reads each frame's episode-first frame
+    reference = api.reference_or_none(tok, jnp.repeat(frames[:1], b, axis=0))
+    encode = jax.jit(lambda p, x, r: api.encode(p, x, model=tok, reference=r))
+    decode = jax.jit(lambda p, t, r: api.decode(p, t, model=tok, reference=r))
+    encoded = time_jitted(encode, (params, frames, reference), repeats=c.repeats)
+    tokens = encode(params, frames, reference)
     return [row("tokenizer", f"encode {h}x{w}", b, encoded, b, "frames/s", peak),
             row("tokenizer", f"decode {tokens.shape[1]}x{tokens.shape[2]} tokens", b,
-                time_jitted(decode, (params, tokens), repeats=c.repeats), b, "frames/s", peak)]
+                time_jitted(decode, (params, tokens, reference), repeats=c.repeats), b,
+                "frames/s", peak)]
 
 
 def bench_tokenizer_train(c, models, peak) -> list[dict]:
@@ -89,8 +92,10 @@ def bench_tokenizer_train(c, models, peak) -> list[dict]:
     state = sharding.replicate(tok_train.init_state(cfg, tok, tx), mesh)
     lpips = tok_train.load_lpips_params() if cfg.loss.lpips_weight > 0 else None
     b, h, w = cfg.input.batch_size, cfg.input.frame_height, cfg.input.frame_width
-    frames = sharding.shard_batch(
-        np.random.default_rng(c.seed).integers(0, 256, (b, h, w, 3), np.uint8), mesh)
+    frames = np.random.default_rng(c.seed).integers(0, 256, (b, h, w, 3), np.uint8)
+    if tok_train.needs_first_frames(cfg, tok):
+        frames = {"frames": frames, "references": np.repeat(frames[:1], b, axis=0)}
+    frames = sharding.shard_batch(frames, mesh)
     step = tok_train.make_jitted_step(cfg, tok, tx, mesh)
     timing = time_jitted(step, (state, frames, lpips), repeats=c.repeats,
                          carry=lambda out, args: (out[0], *args[1:]))

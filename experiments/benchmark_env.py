@@ -28,6 +28,7 @@ from experiments.configs.world_model import world_model_config
 from roboscape_jax.env import EnvConfig, Scenes, WorldModelEnv
 from roboscape_jax.tokenizer import train as tok_train
 from roboscape_jax.tokenizer.losses import load_lpips_params
+from roboscape_jax.tokenizer.model import init_params as init_tokenizer_params
 from roboscape_jax.world_model import train as wm_train
 from roboscape_jax.world_model.model import init_params
 
@@ -51,7 +52,7 @@ def load_models(workdir: str | None):
             os.path.join(workdir, "train_world_models", "action"), wm_cfg)
         return tok, tok_params, model, params, "trained"
     tok = tok_train.create_model(tok_cfg.model)
-    tok_params = jax.jit(tok.init)(jax.random.PRNGKey(0), jnp.zeros((1, 128, 64, 3)))
+    tok_params = init_tokenizer_params(tok, jax.random.PRNGKey(0))
     model = wm_train.create_model(wm_cfg.model)
     params = init_params(model, jax.random.PRNGKey(1))
     return tok, tok_params, model, params, "random init"

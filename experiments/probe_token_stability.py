@@ -28,7 +28,7 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from experiments.configs.tokenizer import tokenizer_config
+from experiments.evaluate_tokenizer import tokenizer_section
 from experiments.stages.tokenizer import DATASET_SUBDIR
 from roboscape_jax.tokenizer import train as tok_train
 from roboscape_jax.tokenizer.api import frames_to_model_input
@@ -37,7 +37,6 @@ from roboscape_jax.tokenizer.model import FrameTokenizer
 _WORKDIR = flags.DEFINE_string("workdir", "runs/tiny", "Pipeline workdir (dataset + tokenizer).")
 _SPLIT = flags.DEFINE_string("split", "val", "Dataset split.")
 _EPISODES = flags.DEFINE_integer("episodes", 6, "Episodes to probe.")
-_VARIANT = flags.DEFINE_string("variant", "tiny", "Tokenizer config variant of the checkpoint.")
 _MARGINS = flags.DEFINE_list("margins", [], "Hysteresis margins to compare, e.g. 0,0.1,0.2.")
 _ORACLE = flags.DEFINE_bool("oracle", False, "Score oracle token rollouts (see the docstring).")
 _FLIP_RANK = flags.DEFINE_float("flip_rank", None, "With a hysteresis margin: how well bit "
@@ -70,7 +69,9 @@ def oracle_table(model, params, source, cache_dir: str, num_episodes: int) -> No
                                                                            start[None]),
                  "true tokens, third view only": third}
         for name, clip in clips.items():
-            decoded = api.decode(params, jnp.asarray(clip), model=model)
+            reference = api.reference_or_none(
+                model, jnp.repeat(jnp.asarray(frames[:1]), len(clip), 0))
+            decoded = api.decode(params, jnp.asarray(clip), model=model, reference=reference)
             scores.setdefault(name, []).append(float(jnp.mean(lpips(decoded, real))))
         raw = jnp.repeat(jnp.asarray(frames[s:s + 1], jnp.float32) / 255, len(future), 0)
         scores.setdefault("raw copy", []).append(float(jnp.mean(lpips(raw, real))))
@@ -107,6 +108,14 @@ def flip_rank_table(latents: list[np.ndarray], margin: float) -> None:
           f"{auroc(np.concatenate(score), np.concatenate(label)):.3f}")
 
 
+def episode_reference(model: FrameTokenizer, frames):
+    """What a reference-conditioned tokenizer reads with an episode's frames [T, ...]: copies of
+    its first frame (None for other tokenizers)."""
+    if not model.reference_conditioning:
+        return None
+    return frames_to_model_input(jax.numpy.repeat(jax.numpy.asarray(frames[:1]), len(frames), 0))
+
+
 def hysteresis_table(model, params, episodes: list[np.ndarray], margins: list[float]) -> None:
     """Token changes per step (third / wrist view) and reconstruction LPIPS / PSNR per margin."""
     import jax.numpy as jnp
@@ -116,8 +125,10 @@ def hysteresis_table(model, params, episodes: list[np.ndarray], margins: list[fl
 
     lpips_params = load_lpips_params()
     encode = jax.jit(lambda x: model.apply(params, frames_to_model_input(x),
+                                           episode_reference(model, x),
                                            method=FrameTokenizer.encode)[0])
-    decode = jax.jit(lambda q: model.apply(params, q, method=FrameTokenizer.decode_codes))
+    decode = jax.jit(lambda q, x: model.apply(params, q, episode_reference(model, x),
+                                              method=FrameTokenizer.decode_codes))
     lpips = jax.jit(lambda a, b: lpips_distance(lpips_params, a, b))
     latents = [encode(frames) for frames in episodes]
     for margin in margins:
@@ -127,7 +138,7 @@ def hysteresis_table(model, params, episodes: list[np.ndarray], margins: list[fl
             changed = np.asarray((codes[1:] != codes[:-1]).any(-1))
             half = changed.shape[1] // 2
             third.append(changed[:, :half].mean()), wrist.append(changed[:, half:].mean())
-            target, recon = frames_to_model_input(frames), decode(codes)
+            target, recon = frames_to_model_input(frames), decode(codes, frames)
             dist.append(float(jnp.mean(lpips(target, recon))))
             psnr.append(float(10 * jnp.log10(4.0 / jnp.mean(jnp.square(target - recon)))))
         print(f"hysteresis {margin:.2f}: tokens changing per step third {np.mean(third):.3f} / "
@@ -142,9 +153,10 @@ def main(argv):
 
     workdir = _WORKDIR.value
     model, params = tok_train.restore_params(os.path.join(workdir, "train_tokenizer"),
-                                             tokenizer_config(_VARIANT.value))
+                                             tokenizer_section(workdir))
     source = DatasetEpisodes(os.path.join(workdir, DATASET_SUBDIR), _SPLIT.value)
     encode = jax.jit(lambda p, x: model.apply(p, frames_to_model_input(x),
+                                              episode_reference(model, x),
                                               method=FrameTokenizer.encode)[0])
     f = model.downsample_factor
     flipped, every, patches, changed, bits = [], [], [], {"third": [], "wrist": []}, []

@@ -25,6 +25,10 @@ def get_config(arg: str | None = None):
         config.data.scenes_per_split = 1
         config.data.episodes_per_task_scene = 1
         config.tokenizer = tokenizer_config("debug")
+        # the reference-conditioned tokenizer (an option `tiny` leaves off), so the debug
+        # pipeline runs every stage's first-frame plumbing end to end
+        config.tokenizer.model.update(reference_conditioning=True, reference_copy_gate=True)
+        config.tokenizer.loss.moving_weight = 4.0  # as `tiny`
         config.world_models.action = world_model_config("debug", "action")
         config.world_models.text = world_model_config("debug", "text")
         config.world_model_eval.update(horizon=2, starts_per_episode=1, golden_horizon=3,

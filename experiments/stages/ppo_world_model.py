@@ -74,10 +74,17 @@ def random_scenes(n: int, frame_shape: tuple[int, int, int], seed: int) -> Scene
 
 
 def first_frames(config, episodes: list[data.Episode], models) -> np.ndarray:
-    """uint8 [N, H, W, 3] first frames from the dataset, else the decoded first tokens."""
+    """uint8 [N, H, W, 3] first frames: stored in the token cache, else from the dataset, else
+    the decoded first tokens."""
+    if all(ep.first_frame is not None for ep in episodes):
+        return np.stack([ep.first_frame for ep in episodes]).astype(np.uint8)
     dataset = os.path.join(config.pipeline_workdir, DATASET_SUBDIR)
     if not os.path.isdir(dataset):
         tok, params = models["tokenizer"]
+        if tok.reference_conditioning:
+            raise FileNotFoundError(f"no dataset at {dataset} and a token cache without first "
+                                    "frames: a reference-conditioned tokenizer cannot decode "
+                                    "the first tokens without them (re-run tokenize_dataset)")
         return np.asarray(to_uint8(decode(params, np.stack([ep.tokens[0] for ep in episodes]),
                                           model=tok)))
     from data_pipeline.dataset import decode_image, open_split  # reads TFDS

@@ -36,10 +36,11 @@ def load_sft_episodes(dataset_dir: str, split: str, *, max_episodes: int = 0
 
 
 def observation_frame_fn(config):
-    """frames uint8 [S, H, W, 3] -> the frames the policy sees (`config.sft.observation_frames`)."""
+    """(frames uint8 [S, H, W, 3], episode int [S]) -> the frames the policy sees
+    (`config.sft.observation_frames`)."""
     mode = config.sft.observation_frames
     if mode == "raw":
-        return lambda frames: frames
+        return lambda frames, episode: frames
     if mode != "tokenized":
         raise ValueError(f"observation_frames must be one of {sft.OBSERVATION_FRAMES}, got "
                          f"{mode!r}")
@@ -49,7 +50,7 @@ def observation_frame_fn(config):
         raise FileNotFoundError(f"observation_frames='tokenized' needs a tokenizer checkpoint in "
                                 f"{config.tokenizer_dir}/checkpoints (train_tokenizer stage)")
     model, params = tok_train.restore_params(config.tokenizer_dir, config.tokenizer)
-    return lambda frames: sft.tokenized_frames(model, params, frames)
+    return lambda frames, episode: sft.tokenized_frames(model, params, frames, episode=episode)
 
 
 def load_sft_data(config) -> dict[str, sft.SFTData]:
@@ -61,7 +62,7 @@ def load_sft_data(config) -> dict[str, sft.SFTData]:
         episodes = load_sft_episodes(config.dataset_dir, split, max_episodes=c.input.max_episodes)
         steps = sft.make_sft_data(episodes, gripper_rate=c.observation.gripper_rate,
                                   initial_gripper=c.observation.initial_gripper)
-        data[name] = steps._replace(frames=frames_fn(steps.frames))
+        data[name] = steps._replace(frames=frames_fn(steps.frames, steps.episode))
         print(f"sft: {split}: {len(episodes)} episodes, {len(steps.actions)} steps", flush=True)
     return data
 

@@ -168,6 +168,13 @@ def frame_rule_reward(episode: data.Episode) -> np.ndarray:
     return np.concatenate([episode.reward[:1], episode.reward[:-1]]).astype(np.float32)
 
 
+def first_frames(episodes: list[data.Episode]) -> list[np.ndarray] | None:
+    """Each cached episode's first real frame (None for caches that do not store it)."""
+    if any(ep.first_frame is None for ep in episodes):
+        return None
+    return [ep.first_frame for ep in episodes]
+
+
 def fit_reward_baselines(ctx: wm_eval.EvalContext, train: list[data.Episode], *, steps: int,
                          seed: int = 0) -> dict[str, reward_baselines.RewardHead]:
     """The paper's learned baselines, fit to the simulator's rule reward of the `train` episodes:
@@ -182,7 +189,8 @@ def fit_reward_baselines(ctx: wm_eval.EvalContext, train: list[data.Episode], *,
     embedded = wm_eval.teacher_forced_outputs(ctx, train)
     inputs = {"embedding": np.concatenate([f for _, f in embedded]),
               "proxy": np.concatenate([np.asarray(reward_baselines.pooled_frame_features(f))
-                                       for f in wm_eval.decode_episodes(ctx, train)])}
+                                       for f in wm_eval.decode_episodes(
+                                           ctx, train, first_frames=first_frames(train))])}
     heads = {}
     for name, features in inputs.items():
         heads[name], fit = reward_baselines.fit_reward_head(features, rewards, steps=steps,
@@ -216,7 +224,8 @@ def reward_diagnostics(config, ctx: wm_eval.EvalContext, out_dir: str, goals,
         keep = [i for i, ep in enumerate(episodes) if ep.done[-1] >= 0.5]  # successful only:
         episodes = [episodes[i] for i in keep]  # their final frame is a meaningful goal
         outputs = wm_eval.teacher_forced_outputs(ctx, episodes)
-        decoded = wm_eval.decode_episodes(ctx, episodes) if "proxy" in heads else None
+        decoded = (wm_eval.decode_episodes(ctx, episodes, first_frames=first_frames(episodes))
+                   if "proxy" in heads else None)
         rows = []
         for j, (ep, (done, features)) in enumerate(zip(episodes, outputs, strict=True)):
             curves = wm_eval.reward_curves(ctx, frames[split][ep.episode_id], goal[keep[j]], done,

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from roboscape_jax.tokenizer.api import check_frames, decode, encode, to_uint8
+from roboscape_jax.tokenizer.api import check_frames, decode, encode, reference_or_none, to_uint8
 from roboscape_jax.tokenizer.model import FrameTokenizer
 from roboscape_jax.types import PyTree
 
@@ -52,21 +52,29 @@ def policy_observation(frame: jax.Array, instruction: jax.Array, gripper: jax.Ar
 
 
 @functools.partial(jax.jit, static_argnames="tokenizer")
-def _tokenized(params: PyTree, frames: jax.Array, tokenizer: FrameTokenizer) -> jax.Array:
-    return to_uint8(decode(params, encode(params, frames, model=tokenizer), model=tokenizer))
+def _tokenized(params: PyTree, frames: jax.Array, tokenizer: FrameTokenizer,
+               reference: jax.Array | None) -> jax.Array:
+    tokens = encode(params, frames, model=tokenizer, reference=reference)
+    return to_uint8(decode(params, tokens, model=tokenizer, reference=reference))
 
 
-def observation_frames(tokenizer: FrameTokenizer | None, params: PyTree, frames) -> jax.Array:
+def observation_frames(tokenizer: FrameTokenizer | None, params: PyTree, frames,
+                       reference=None) -> jax.Array:
     """uint8 [B, H, W, 3] real frames -> the frames the policy sees: to_uint8(decode(encode(x)))
     (the world-model env's reset frame, `WorldModelEnv.make_params`), or `frames` unchanged when
-    `tokenizer` is None."""
+    `tokenizer` is None. `reference` [B, H, W, 3]: each frame's episode-first frame, which a
+    reference-conditioned tokenizer needs (others ignore it)."""
     if tokenizer is None:
         if np.result_type(frames) != np.uint8:
             raise ValueError(f"raw observation frames must be uint8 [0, 255], got dtype "
                              f"{np.result_type(frames)}")
         return jnp.asarray(frames)
     check_frames(frames, tokenizer)
-    return _tokenized(params, jnp.asarray(frames), tokenizer)
+    reference = reference_or_none(tokenizer, None if reference is None else jnp.asarray(reference))
+    if tokenizer.reference_conditioning and reference is None:
+        raise ValueError("this tokenizer is reference-conditioned: pass reference=, each "
+                         "frame's episode-first frame [B, H, W, 3]")
+    return _tokenized(params, jnp.asarray(frames), tokenizer, reference)
 
 
 @struct.dataclass
@@ -75,6 +83,7 @@ class AdapterState:
 
     instruction: jax.Array  # float32 [E]
     gripper: jax.Array  # float32 [] opening in [-1, 1]
+    reference: jax.Array | None = None  # uint8 [H, W, 3] the episode's first frame
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,12 +96,16 @@ class ObservationAdapter:
 
     def observe(self, params: PyTree, state: AdapterState, frame) -> Obs:
         """frame uint8 [H, W, 3] (third view over wrist) -> the observation dict."""
-        seen = observation_frames(self.tokenizer, params, jnp.asarray(frame)[None])[0]
+        reference = None if state.reference is None else state.reference[None]
+        seen = observation_frames(self.tokenizer, params, jnp.asarray(frame)[None],
+                                  reference)[0]
         return policy_observation(seen, state.instruction, state.gripper)
 
     def reset(self, params: PyTree, frame, instruction) -> tuple[Obs, AdapterState]:
+        """`frame`, the episode's first, is also the reference of every later frame."""
         state = AdapterState(jnp.asarray(instruction, jnp.float32),
-                             jnp.asarray(self.initial_gripper, jnp.float32))
+                             jnp.asarray(self.initial_gripper, jnp.float32),
+                             jnp.asarray(frame, jnp.uint8))
         return self.observe(params, state, frame), state
 
     def step(self, params: PyTree, state: AdapterState, frame, action) -> tuple[Obs, AdapterState]:

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from roboscape_jax.tokenizer.api import decode, encode, to_uint8
+from roboscape_jax.tokenizer.api import decode, encode, reference_or_none, to_uint8
 from roboscape_jax.tokenizer.model import FrameTokenizer
 from roboscape_jax.tokenizer.tokenize import frame_margins
 from roboscape_jax.types import PRNGKey, PyTree
@@ -79,15 +79,18 @@ def make_scenes(tokenizer: FrameTokenizer, tokenizer_params: PyTree, text_model:
         world model cross-attends to; `text.encoder.TextFeatures.tokens` / `.mask`).
       horizon: the most env steps the golden trajectory covers; tau: its done threshold.
     """
-    first = encode(tokenizer_params, initial_frame, model=tokenizer)
+    reference = reference_or_none(tokenizer, jnp.asarray(initial_frame, jnp.uint8))
+    first = encode(tokenizer_params, initial_frame, model=tokenizer, reference=reference)
     margin_kw = {}
     if text_model.config.margin_inputs:  # generated frames get theirs from the tokenizer
         margin_kw = dict(first_margins=frame_margins(tokenizer, tokenizer_params, initial_frame,
-                                                     first),
-                         tokenizer=tokenizer, tokenizer_params=tokenizer_params)
+                                                     first, reference),
+                         tokenizer=tokenizer, tokenizer_params=tokenizer_params,
+                         reference=reference)
     goal = golden_trajectory(text_params, text_model, first, jnp.asarray(text_tokens, jnp.float32),
                              jnp.asarray(text_mask, bool), key, horizon=horizon, tau=tau,
                              num_steps=num_steps, temperature=temperature, **margin_kw)
-    goal_frame = to_uint8(decode(tokenizer_params, goal.goal_tokens, model=tokenizer))
+    goal_frame = to_uint8(decode(tokenizer_params, goal.goal_tokens, model=tokenizer,
+                                 reference=reference))
     return Scenes(jnp.asarray(initial_frame, jnp.uint8), jnp.asarray(instruction, jnp.float32),
                   goal_frame, goal.reached)

@@ -46,7 +46,7 @@ from roboscape_jax.env.observation import integrate_gripper, policy_observation
 from roboscape_jax.env.reward_baselines import RewardHead, pooled_frame_features
 from roboscape_jax.env.rewards import VIEWS, dense_reward, sparse_reward
 from roboscape_jax.env.scenes import Scenes, check_scenes
-from roboscape_jax.tokenizer.api import decode, encode, to_uint8
+from roboscape_jax.tokenizer.api import decode, encode, reference_or_none, to_uint8
 from roboscape_jax.tokenizer.model import FrameTokenizer
 from roboscape_jax.tokenizer.tokenize import frame_margins
 from roboscape_jax.types import PRNGKey, PyTree
@@ -194,10 +194,13 @@ class WorldModelEnv:
             if reward_head.mean.shape != (width,):
                 raise ValueError(f"the {self.config.reward} reward head reads "
                                  f"{reward_head.mean.shape[0]} features; this env gives {width}")
-        tokens = encode(tokenizer_params, scenes.initial_frame, model=self.tokenizer)
-        frame = to_uint8(decode(tokenizer_params, tokens, model=self.tokenizer))
-        margins = (frame_margins(self.tokenizer, tokenizer_params, scenes.initial_frame, tokens)
-                   if self.model.config.margin_inputs else None)
+        reference = reference_or_none(self.tokenizer, scenes.initial_frame)
+        tokens = encode(tokenizer_params, scenes.initial_frame, model=self.tokenizer,
+                        reference=reference)
+        frame = to_uint8(decode(tokenizer_params, tokens, model=self.tokenizer,
+                                reference=reference))
+        margins = (frame_margins(self.tokenizer, tokenizer_params, scenes.initial_frame, tokens,
+                                 reference) if self.model.config.margin_inputs else None)
         return EnvParams(tokenizer_params, model_params, lpips_params, scenes, tokens, frame,
                          reward_head, margins)
 
@@ -247,10 +250,14 @@ class WorldModelEnv:
                                           key, num_steps=c.num_maskgit_steps,
                                           temperature=c.temperature, done_pass=c.done_pass,
                                           margins=window_margins, **extra)  # [1, h, w], [1]
-        frame = to_uint8(decode(params.tokenizer, tokens, model=self.tokenizer))  # [1, H, W, 3]
+        # a reference-conditioned tokenizer decodes given the scene's first frame
+        reference = reference_or_none(self.tokenizer,
+                                      params.scenes.initial_frame[state.scene][None])
+        frame = to_uint8(decode(params.tokenizer, tokens, model=self.tokenizer,
+                                reference=reference))  # [1, H, W, 3]
         margins = None
         if state.margins is not None:
-            new = frame_margins(self.tokenizer, params.tokenizer, frame, tokens)
+            new = frame_margins(self.tokenizer, params.tokenizer, frame, tokens, reference)
             margins = push_frame(window_margins, new)[0]
         if c.reward == "world_model":  # Eq. (9): LPIPS to the goal + the done bonus
             goal = params.scenes.goal_frame[state.scene][None]

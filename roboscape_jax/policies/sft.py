@@ -102,14 +102,23 @@ def make_sft_data(episodes: Sequence[SFTEpisode], *, gripper_rate: float,
 
 
 def tokenized_frames(tokenizer: FrameTokenizer, params: PyTree, frames: np.ndarray,
-                     batch_size: int = 64) -> np.ndarray:
+                     batch_size: int = 64, episode: np.ndarray | None = None) -> np.ndarray:
     """uint8 [S, H, W, 3] frames after encode -> decode -> uint8: what the world-model env hands
     the policy (`env.observation.observation_frames`). Runs in batches of exactly `batch_size`
-    (the last padded): one compiled program."""
+    (the last padded): one compiled program. `episode` int [S] (`SFTData.episode`, episodes
+    contiguous): a reference-conditioned tokenizer reads each frame's episode-first frame."""
     n = len(frames)
-    padded = np.concatenate([frames, np.repeat(frames[-1:], -n % batch_size, axis=0)])
-    out = [np.asarray(observation_frames(tokenizer, params, padded[i:i + batch_size]))
-           for i in range(0, len(padded), batch_size)]
+    pad = lambda x: np.concatenate([x, np.repeat(x[-1:], -n % batch_size, axis=0)])  # noqa: E731
+    padded, references = pad(frames), None
+    if tokenizer.reference_conditioning:
+        if episode is None:
+            raise ValueError("a reference-conditioned tokenizer needs each frame's `episode`")
+        episode = np.asarray(episode)
+        references = pad(frames[np.searchsorted(episode, episode, side="left")])
+    out = [np.asarray(observation_frames(
+        tokenizer, params, padded[i:i + batch_size],
+        None if references is None else references[i:i + batch_size]))
+        for i in range(0, len(padded), batch_size)]
     return np.concatenate(out)[:n]
 
 

@@ -101,6 +101,12 @@ def check_reference(reference, model: FrameTokenizer, batch_shape: tuple[int, ..
                          f"{np.shape(reference)}")
 
 
+def reference_or_none(model: FrameTokenizer, first_frames):
+    """`first_frames` when `model` is reference-conditioned, else None: what callers pass as
+    `reference=` (the episode-first frame of each frame they encode or decode)."""
+    return first_frames if model.reference_conditioning else None
+
+
 def _model_reference(reference):
     return None if reference is None else frames_to_model_input(reference)
 

@@ -30,6 +30,21 @@ def reconstruction_l2(x: jax.Array, y: jax.Array) -> jax.Array:
     return jnp.mean(jnp.square(x - y))
 
 
+def moving_mask(target: jax.Array, first: jax.Array, threshold: float = 16.0 / 127.5
+                ) -> jax.Array:
+    """float [B, H, W, 1]: 1 where a pixel of `target` moved since the episode's first frame
+    `first` (any channel differs by more than `threshold`; both in [-1, 1], so 16/255 of range)."""
+    return (jnp.abs(target - first).max(-1, keepdims=True) > threshold).astype(target.dtype)
+
+
+def motion_weighted_l1(x: jax.Array, y: jax.Array, moving: jax.Array, weight: float
+                       ) -> jax.Array:
+    """mean |x - y| with the moving pixels counted (1 + weight) times, normalised so a uniform
+    error scores as plain L1: sum(w |x - y|) / sum(w), w = 1 + weight * moving."""
+    w = 1.0 + weight * moving
+    return jnp.sum(w * jnp.abs(x - y)) / (jnp.sum(w) * x.shape[-1])
+
+
 def commitment_loss(z: jax.Array, q: jax.Array) -> jax.Array:
     """mean ||z - sg(q)||^2 / K: pulls the latents towards their (sign) codes. [..., K] -> []."""
     return jnp.mean(jnp.square(z - jax.lax.stop_gradient(q)))
@@ -91,8 +106,8 @@ def lfq_entropy_loss(z: jax.Array, tau: float, gamma: float = 1.0,
 
 
 def tokenizer_loss(recon: jax.Array, target: jax.Array, z: jax.Array, q: jax.Array,
-                   loss_config, lpips_params: dict[str, Any] | None = None
-                   ) -> tuple[jax.Array, dict[str, jax.Array]]:
+                   loss_config, lpips_params: dict[str, Any] | None = None,
+                   first: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Weighted sum of every term; each term (weighted or not) is also returned as a metric.
 
     Args:
@@ -101,14 +116,27 @@ def tokenizer_loss(recon: jax.Array, target: jax.Array, z: jax.Array, q: jax.Arr
       loss_config: weights `l1_weight, l2_weight, lpips_weight, entropy_weight, commitment_weight`,
         and `entropy_tau, entropy_gamma, entropy_num_factors`.
       lpips_params: from `load_lpips_params`; only needed when `lpips_weight > 0`.
+      first: [B, H, W, 3] in [-1, 1], each frame's episode-first frame; with
+        `loss_config.moving_weight` > 0 the L1 term counts the pixels that moved since it
+        (1 + moving_weight) times (`motion_weighted_l1`): the world model needs the arm, which
+        covers a few percent of the pixels, more than the table.
     """
     c = loss_config
     metrics = {"l1": reconstruction_l1(recon, target), "l2": reconstruction_l2(recon, target),
                "commitment": commitment_loss(z, q)}
+    moving_weight = c.get("moving_weight", 0.0)
+    l1_term = metrics["l1"]
+    if moving_weight:
+        if first is None:
+            raise ValueError("loss.moving_weight > 0 needs each frame's episode-first frame")
+        moving = moving_mask(target, first)
+        metrics["moving_fraction"] = jnp.mean(moving)
+        metrics["l1_motion_weighted"] = l1_term = motion_weighted_l1(recon, target, moving,
+                                                                    moving_weight)
     entropy, entropy_terms = lfq_entropy_loss(z, c.entropy_tau, c.entropy_gamma,
                                               c.entropy_num_factors)
     metrics.update(entropy_terms)
-    loss = (c.l1_weight * metrics["l1"] + c.l2_weight * metrics["l2"]
+    loss = (c.l1_weight * l1_term + c.l2_weight * metrics["l2"]
             + c.entropy_weight * entropy + c.commitment_weight * metrics["commitment"])
     if c.lpips_weight > 0:
         if lpips_params is None:

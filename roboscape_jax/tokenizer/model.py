@@ -156,14 +156,18 @@ class ReferenceEncoder(nn.Module):
 class Decoder(nn.Module):
     """[B, h, w, K] -> [B, h*f, w*f, 3]; nearest-neighbour x2 upsampling + conv between levels.
     With `reference` features (`ReferenceEncoder`), each level adds a 1x1 projection of its
-    level's reference features before its blocks."""
+    level's reference features before its blocks. With `reference_image` (the reference frame
+    itself, [B, H, W, 3] in [-1, 1]) the last conv also gives a per-pixel gate that copies the
+    reference's pixel: out = g * reference + (1 - g) * rgb, so the static scene is copied, not
+    redrawn."""
 
     channels: int = 32
     channel_mults: tuple[int, ...] = (1, 2, 2, 4)
     num_res_blocks: int = 1
 
     @nn.compact
-    def __call__(self, q: jax.Array, reference: tuple[jax.Array, ...] | None = None) -> jax.Array:
+    def __call__(self, q: jax.Array, reference: tuple[jax.Array, ...] | None = None,
+                 reference_image: jax.Array | None = None) -> jax.Array:
         x = nn.Conv(self.channels * self.channel_mults[-1], (3, 3))(q)
         x = ResBlock(x.shape[-1])(x)
         for level in reversed(range(len(self.channel_mults))):
@@ -176,7 +180,12 @@ class Decoder(nn.Module):
                 b, h, w, c = x.shape
                 x = jax.image.resize(x, (b, 2 * h, 2 * w, c), method="nearest")
                 x = nn.Conv(self.channels * self.channel_mults[level - 1], (3, 3))(x)
-        return nn.Conv(3, (3, 3))(nn.swish(_group_norm(x.shape[-1])(x)))
+        x = nn.swish(_group_norm(x.shape[-1])(x))
+        if reference_image is None:
+            return nn.Conv(3, (3, 3))(x)
+        out = nn.Conv(4, (3, 3), name="rgb_and_copy_gate")(x)
+        gate = jax.nn.sigmoid(out[..., 3:])
+        return gate * reference_image + (1.0 - gate) * out[..., :3]
 
 
 class FrameTokenizer(nn.Module):
@@ -191,12 +200,17 @@ class FrameTokenizer(nn.Module):
     # Encode and decode given the episode's first frame (module docstring); every method then
     # takes `reference` [B, H, W, 3] in [-1, 1].
     reference_conditioning: bool = False
+    # With reference conditioning: the decoder's last layer also gates a copy of the reference's
+    # pixels (`Decoder`).
+    reference_copy_gate: bool = False
 
     def setup(self):
         _bits_per_factor(self.num_bits, self.num_factors)
         self.encoder = Encoder(self.channels, self.channel_mults, self.num_res_blocks,
                                self.num_bits)
         self.decoder = Decoder(self.channels, self.channel_mults, self.num_res_blocks)
+        if self.reference_copy_gate and not self.reference_conditioning:
+            raise ValueError("reference_copy_gate needs reference_conditioning=True")
         if self.reference_conditioning:
             self.reference_encoder = ReferenceEncoder(self.channels, self.channel_mults)
 
@@ -228,7 +242,8 @@ class FrameTokenizer(nn.Module):
     def decode_codes(self, codes: jax.Array, reference: jax.Array | None = None) -> jax.Array:
         """[B, h, w, K] codes in {-1, +1} -> [B, H, W, 3] frames in (about) [-1, 1]."""
         self._check_reference(reference, None)
-        return self.decoder(codes, self._reference_features(reference))
+        return self.decoder(codes, self._reference_features(reference),
+                            reference if self.reference_copy_gate else None)
 
     def decode_indices(self, indices: jax.Array, reference: jax.Array | None = None) -> jax.Array:
         """[B, h, w] int code indices -> [B, H, W, 3] frames in (about) [-1, 1]."""
@@ -241,6 +256,14 @@ class FrameTokenizer(nn.Module):
         return self.decode_codes(q, reference), aux
 
 
+def init_params(model: FrameTokenizer, rng: jax.Array, frame_height: int = 128,
+                frame_width: int = 64):
+    """Fresh params of `model` from a zero frame (and a zero reference frame when the model is
+    reference-conditioned)."""
+    x = jnp.zeros((1, frame_height, frame_width, 3))
+    return jax.jit(model.init)(rng, x, x if model.reference_conditioning else None)
+
+
 def create_model(model_config) -> FrameTokenizer:
     """The tokenizer of a `config.model` section (see experiments/configs/tokenizer.py)."""
     return FrameTokenizer(channels=model_config.channels,
@@ -249,4 +272,6 @@ def create_model(model_config) -> FrameTokenizer:
                           num_bits=model_config.num_bits,
                           num_factors=model_config.num_factors,
                           reference_conditioning=bool(
-                              model_config.get("reference_conditioning", False)))
+                              model_config.get("reference_conditioning", False)),
+                          reference_copy_gate=bool(model_config.get("reference_copy_gate",
+                                                                    False)))

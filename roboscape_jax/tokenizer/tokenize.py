@@ -1,7 +1,9 @@
 """Tokenizes every episode of a dataset once, into a token cache on disk.
 
   cache_dir/manifest.json        the tokenizer's model config + fingerprint, grid shape, bits
-  cache_dir/<episode_id>.npz     tokens: int32 [T, h, w] (the full code index of each token)
+  cache_dir/<episode_id>.npz     tokens: int32 [T, h, w] (the full code index of each token),
+                                 first_frame: uint8 [H, W, 3] (the episode's first real frame,
+                                 the reference a reference-conditioned tokenizer decodes with)
 
 Each episode file is written to a temporary name and renamed, so a killed run leaves only whole
 files; a rerun skips the episodes already present (resumable). A cache made by another tokenizer
@@ -99,11 +101,13 @@ def tokenize_episodes(model: FrameTokenizer, params: PyTree, episodes: EpisodeSo
         if os.path.exists(path):
             skipped += 1
             continue
-        tokens, margins = encode_padded(model, params, episodes.get_episode(episode_id),
-                                        batch_size, hysteresis, with_margins=True)
+        frames = episodes.get_episode(episode_id)
+        tokens, margins = encode_padded(model, params, frames, batch_size, hysteresis,
+                                        with_margins=True)
         extras = episodes.get_extras(episode_id) if hasattr(episodes, "get_extras") else {}
         tmp = path[:-len(".npz")] + ".tmp.npz"
-        np.savez(tmp, tokens=tokens, margins=margins, **extras)
+        np.savez(tmp, tokens=tokens, margins=margins, first_frame=np.asarray(frames[0], np.uint8),
+                 **extras)
         os.replace(tmp, path)
         written += 1
     return {"written": written, "skipped": skipped}

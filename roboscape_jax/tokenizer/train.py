@@ -25,12 +25,16 @@ from roboscape_jax.tokenizer import evaluate as evaluation
 from roboscape_jax.tokenizer.api import frames_to_model_input
 from roboscape_jax.tokenizer.frames import FrameSource
 from roboscape_jax.tokenizer.losses import load_lpips_params, tokenizer_loss
-from roboscape_jax.tokenizer.model import FrameTokenizer, create_model
+from roboscape_jax.tokenizer.model import FrameTokenizer, create_model, init_params
 from roboscape_jax.types import PyTree
 from roboscape_jax.utils import sharding
 from roboscape_jax.utils.checkpoint import Checkpointer
 from roboscape_jax.utils.metrics import MetricWriter
 from roboscape_jax.utils.training import TrainState, create_train_state, make_train_step, train_loop
+
+# Model-config fields added after checkpoints were written: a checkpoint (or config) without one
+# holds this value, so older checkpoints keep loading.
+FIELDS_ADDED_LATER = {"reference_conditioning": False, "reference_copy_gate": False}
 
 
 class EmaTrainState(TrainState):
@@ -69,9 +73,10 @@ def check_resume_compatible(checkpoint_dir: str, config,
     defaults = defaults or {}
     for field in sorted(set(stored) | set(expected)):
         was = stored.get(field, defaults.get(field))
-        if was != expected.get(field):
+        now = expected.get(field, defaults.get(field))
+        if was != now:
             raise ValueError(
-                f"cannot resume from {checkpoint_dir}: model.{field} is {expected.get(field)!r} "
+                f"cannot resume from {checkpoint_dir}: model.{field} is {now!r} "
                 f"in the config but {was!r} in the checkpoint; use a new workdir")
 
 
@@ -85,8 +90,7 @@ def make_optimizer(config) -> optax.GradientTransformation:
 
 def init_state(config, model: FrameTokenizer, tx: optax.GradientTransformation) -> EmaTrainState:
     rng, rng_init = jax.random.split(jax.random.PRNGKey(config.seed))
-    x = jnp.zeros((1, config.input.frame_height, config.input.frame_width, 3))
-    params = jax.jit(model.init)(rng_init, x, x if model.reference_conditioning else None)
+    params = init_params(model, rng_init, config.input.frame_height, config.input.frame_width)
     base = create_train_state(params, tx, rng)
     return EmaTrainState(step=base.step, params=base.params, opt_state=base.opt_state,
                          rng=base.rng, ema_params=jax.tree.map(jnp.copy, params))
@@ -107,11 +111,11 @@ def make_jitted_step(config, model: FrameTokenizer, tx, mesh):
     def loss_fn(params, batch, rng):
         del rng  # the tokenizer's loss is deterministic
         x = frames_to_model_input(batch["frames"])
-        reference = batch.get("references")
-        recon, aux = model.apply(params, x, None if reference is None
-                                 else frames_to_model_input(reference))
+        first = batch.get("references")
+        first = None if first is None else frames_to_model_input(first)
+        recon, aux = model.apply(params, x, first if model.reference_conditioning else None)
         return tokenizer_loss(recon, x, aux["latents"], aux["codes"], config.loss,
-                              batch["lpips_params"])
+                              batch["lpips_params"], first)
 
     base_step = make_train_step(loss_fn, tx)
 
@@ -154,12 +158,22 @@ def held_out_references(source: FrameSource, num_frames: int) -> np.ndarray:
     return source.get_references(source.split_indices("held_out")[:num_frames])
 
 
-def check_reference_source(model: FrameTokenizer, source: FrameSource) -> None:
-    """A reference-conditioned tokenizer needs a source that knows its episodes."""
-    if model.reference_conditioning and not getattr(source, "has_references", False):
-        raise ValueError("the tokenizer is reference-conditioned (model.reference_conditioning) "
-                         "but its frame source has no episode boundaries: build it with "
-                         "episode lengths (tokenizer.frames.SplitFrameSource)")
+def needs_first_frames(config, model: FrameTokenizer) -> bool:
+    """Whether training reads each frame's episode-first frame: a reference-conditioned model,
+    or the motion-weighted L1 (`loss.moving_weight`)."""
+    return model.reference_conditioning or bool(config.loss.get("moving_weight", 0.0))
+
+
+def check_reference_source(model: FrameTokenizer, source: FrameSource, config=None) -> None:
+    """A reference-conditioned tokenizer (or a motion-weighted loss) needs a source that knows
+    its episodes."""
+    needed = model.reference_conditioning if config is None else needs_first_frames(config,
+                                                                                     model)
+    if needed and not getattr(source, "has_references", False):
+        raise ValueError("the tokenizer reads each frame's episode-first frame "
+                         "(model.reference_conditioning or loss.moving_weight) but its frame "
+                         "source has no episode boundaries: build it with episode lengths "
+                         "(tokenizer.frames.SplitFrameSource)")
 
 
 def train_and_evaluate(config, workdir: str, frames_source: FrameSource) -> EmaTrainState:
@@ -169,30 +183,31 @@ def train_and_evaluate(config, workdir: str, frames_source: FrameSource) -> EmaT
         raise ValueError(f"frames are {frames_source.frame_shape}, the config expects {expected}")
     mesh = sharding.data_mesh()
     sharding.check_batch_size(config.input.batch_size, mesh)
-    check_resume_compatible(os.path.join(workdir, "checkpoints"), config)
+    check_resume_compatible(os.path.join(workdir, "checkpoints"), config, FIELDS_ADDED_LATER)
     model, tx = create_model(config.model), make_optimizer(config)
-    check_reference_source(model, frames_source)
+    check_reference_source(model, frames_source, config)
     use_lpips = config.loss.lpips_weight > 0 or config.eval.lpips
     lpips_params = load_lpips_params() if use_lpips else None
     state = sharding.replicate(init_state(config, model, tx), mesh)
     eval_frames = held_out_frames(frames_source, config.eval.num_frames)
-    eval_references = (held_out_references(frames_source, config.eval.num_frames)
-                       if model.reference_conditioning else None)
+    eval_first = (held_out_references(frames_source, config.eval.num_frames)
+                  if getattr(frames_source, "has_references", False) else None)
+    eval_references = eval_first if model.reference_conditioning else None
     images = MetricWriter(os.path.join(workdir, "images"))
 
     def eval_fn(state: EmaTrainState) -> dict[str, float]:
         metrics, recons = evaluation.evaluate(
             model, state.ema_params, eval_frames, lpips_params=lpips_params,
             batch_size=config.eval.batch_size, num_views=config.input.num_views,
-            references=eval_references)
-        n = config.eval.grid_frames
-        grid = evaluation.reconstruction_grid(eval_frames[:n], recons[:n])
+            references=eval_references, first_frames=eval_first)
+        pick = evaluation.grid_indices(len(eval_frames), config.eval.grid_frames)
+        grid = evaluation.reconstruction_grid(eval_frames[pick], recons[pick])
         images.write_images(int(state.step), {"held_out/originals_over_reconstructions": grid})
         return metrics
 
     state = train_loop(state, make_step(config, model, tx, mesh, lpips_params),
-                       make_batch_fn(config, frames_source,
-                                     references=model.reference_conditioning), workdir=workdir,
+                       make_batch_fn(config, frames_source, references=needs_first_frames(
+                           config, model)), workdir=workdir,
                        num_steps=config.num_steps, log_every_steps=config.log_every_steps,
                        checkpoint_every_steps=config.checkpoint_every_steps, desc="tokenizer",
                        eval_fn=eval_fn, eval_every_steps=config.eval_every_steps,
@@ -210,23 +225,24 @@ def evaluate_held_out(config, model: FrameTokenizer, params: PyTree, frames_sour
     reconstructions.png}` and returns the metrics."""
     check_reference_source(model, frames_source)
     frames = held_out_frames(frames_source, max_frames)
-    references = (held_out_references(frames_source, max_frames)
-                  if model.reference_conditioning else None)
+    first = (held_out_references(frames_source, max_frames)
+             if getattr(frames_source, "has_references", False) else None)
     metrics, recons = evaluation.evaluate(model, params, frames, lpips_params=lpips_params,
                                           batch_size=config.eval.batch_size,
                                           num_views=config.input.num_views,
-                                          references=references)
+                                          references=first if model.reference_conditioning
+                                          else None, first_frames=first)
     metrics["step"] = step
-    n = config.eval.grid_frames
+    pick = evaluation.grid_indices(len(frames), config.eval.grid_frames)
     evaluation.write_report(out_dir, metrics,
-                            evaluation.reconstruction_grid(frames[:n], recons[:n]))
+                            evaluation.reconstruction_grid(frames[pick], recons[pick]))
     return metrics
 
 
 def restore_params(workdir: str, config, *, use_ema: bool = True) -> tuple[FrameTokenizer, PyTree]:
     """(model, params) of the newest checkpoint in `workdir`, checked against `config.model`."""
     checkpoint_dir = os.path.join(workdir, "checkpoints")
-    check_resume_compatible(checkpoint_dir, config)
+    check_resume_compatible(checkpoint_dir, config, FIELDS_ADDED_LATER)
     model, tx = create_model(config.model), make_optimizer(config)
     with Checkpointer(checkpoint_dir) as ckpt:
         state, _ = ckpt.restore(init_state(config, model, tx))

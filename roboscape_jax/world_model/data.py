@@ -40,6 +40,9 @@ class Episode(NamedTuple):
     # float16 [T_e, h, w, K]: each code bit's latent times its sign (tokenizer.tokenize
     # .encode_padded), how near the bit is to flipping; read by models with `margin_inputs`.
     margins: np.ndarray | None = None
+    # uint8 [H, W, 3]: the episode's first real frame, what a reference-conditioned tokenizer
+    # decodes the episode's tokens with (caches written before it was stored: None)
+    first_frame: np.ndarray | None = None
 
 
 def window_index(episodes: Sequence[Episode], num_frames: int, pad_start: bool = True,
@@ -148,9 +151,10 @@ def load_token_cache(cache_dir: str) -> list[Episode]:
             task = int(data["task_id"]) if "task_id" in data.files else -1
             reward = data["reward"].astype(np.float32) if "reward" in data.files else None
             margins = data["margins"] if "margins" in data.files else None
+            first = data["first_frame"] if "first_frame" in data.files else None
             episodes.append(Episode(data["tokens"], data["actions"], data["done"], text, mask,
                                     os.path.basename(path)[:-len(".npz")], task, reward,
-                                    margins))
+                                    margins, first))
     return episodes
 
 

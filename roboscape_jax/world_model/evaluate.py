@@ -54,6 +54,9 @@ class RolloutStarts(NamedTuple):
     real: np.ndarray  # uint8 [N, H, H_img, W_img, 3], the real frames after each action
     last_real: np.ndarray  # uint8 [N, H_img, W_img, 3], the last real context frame
     episode_ids: list[str]
+    # uint8 [N, H_img, W_img, 3], each clip's episode-first real frame: the reference a
+    # reference-conditioned tokenizer decodes the clip's tokens with
+    first_real: np.ndarray | None = None
 
 
 def rollout_starts(episodes: Sequence[Episode], frames: Mapping[str, np.ndarray], *,
@@ -75,28 +78,44 @@ def rollout_starts(episodes: Sequence[Episode], frames: Mapping[str, np.ndarray]
             margins = None if ep.margins is None else ep.margins[s:t + 1]
             rows.append((ep.tokens[s:t + 1], actions_in, ep.actions[t:t + horizon],
                          frames[ep.episode_id][t + 1:t + 1 + horizon],
-                         frames[ep.episode_id][t], ep.episode_id, margins))
+                         frames[ep.episode_id][t], ep.episode_id, margins,
+                         frames[ep.episode_id][0]))
     if not rows:
         raise ValueError(f"no episode has {num_context + horizon} frames for a {horizon}-step "
                          "rollout")
-    tokens, ctx_actions, actions, real, last, ids, margins = zip(*rows, strict=True)
+    tokens, ctx_actions, actions, real, last, ids, margins, first = zip(*rows, strict=True)
     window = sampling.Window(jnp.asarray(np.stack(tokens), jnp.int32),
                              jnp.asarray(np.stack(ctx_actions), jnp.float32),
                              None if any(m is None for m in margins)
                              else jnp.asarray(np.stack(margins), jnp.float32))
     return RolloutStarts(window, np.stack(actions).astype(np.float32), np.stack(real),
-                         np.stack(last), list(ids))
+                         np.stack(last), list(ids), np.stack(first))
 
 
-def decode_frames(ctx: EvalContext, tokens: np.ndarray, batch_size: int = 64) -> np.ndarray:
+def decode_frames(ctx: EvalContext, tokens: np.ndarray, batch_size: int = 64,
+                  references: np.ndarray | None = None) -> np.ndarray:
     """int [..., h, w] tokens -> float32 [..., H, W, 3] frames in [0, 1], decoded in whole
-    batches (the last one padded): one compiled shape for every call."""
+    batches (the last one padded): one compiled shape for every call. `references` uint8
+    [N, H, W, 3], one per entry of the tokens' first axis (its episode-first real frame): what a
+    reference-conditioned tokenizer decodes with; ignored by other tokenizers."""
     lead, grid = tokens.shape[:-2], tokens.shape[-2:]
     flat = np.asarray(tokens).reshape(-1, *grid)
     n = len(flat)
     size = min(batch_size, n)
     flat = np.concatenate([flat, flat[:(-n) % size]])
-    out = [np.asarray(api.decode(ctx.tokenizer_params, flat[i:i + size], model=ctx.tokenizer))
+    refs = None
+    if ctx.tokenizer.reference_conditioning:
+        if references is None or len(references) != (lead[0] if lead else 1):
+            raise ValueError("a reference-conditioned tokenizer decodes with each clip's "
+                             "episode-first frame: pass `references` [N, H, W, 3] for the "
+                             f"tokens' first axis ({lead[0] if lead else 1})")
+        refs = np.asarray(references).reshape(len(references), *([1] * (len(lead) - 1)),
+                                              *references.shape[1:])
+        refs = np.broadcast_to(refs, (*lead, *references.shape[1:])).reshape(
+            -1, *references.shape[1:])
+        refs = np.concatenate([refs, refs[:(-n) % size]])
+    out = [np.asarray(api.decode(ctx.tokenizer_params, flat[i:i + size], model=ctx.tokenizer,
+                                 reference=None if refs is None else refs[i:i + size]))
            for i in range(0, len(flat), size)]
     out = np.concatenate(out)[:n]
     return out.reshape(*lead, *out.shape[1:])
@@ -125,14 +144,18 @@ def score_frames(ctx: EvalContext, predicted: np.ndarray, real: np.ndarray,
 
 
 def make_rollout_fn(ctx: EvalContext, *, num_steps: int, copy_penalty: float) -> Callable:
-    """A jitted (window, actions [B, H, A], key) -> Rollout for the action model; one compile
-    serves every batch of the same shape (`rollout_fn._cache_size()` counts them)."""
-
-    def margins_fn(tokens: jax.Array) -> jax.Array:  # a generated frame's, from its decoded image
-        return generated_margins(ctx.tokenizer, ctx.tokenizer_params, tokens)
+    """A jitted (window, actions [B, H, A], key, reference=None) -> Rollout for the action model;
+    one compile serves every batch of the same shape (`rollout_fn._cache_size()` counts them).
+    `reference` uint8 [B, H, W, 3]: the clips' episode-first frames (reference-conditioned
+    tokenizers, for the generated frames' margins)."""
 
     @jax.jit
-    def rollout_fn(window: sampling.Window, actions: jax.Array, key: jax.Array):
+    def rollout_fn(window: sampling.Window, actions: jax.Array, key: jax.Array,
+                   reference: jax.Array | None = None):
+        def margins_fn(tokens: jax.Array) -> jax.Array:  # a generated frame's: its decoded image
+            return generated_margins(ctx.tokenizer, ctx.tokenizer_params, tokens,
+                                     api.reference_or_none(ctx.tokenizer, reference))
+
         return sampling.rollout(ctx.params, ctx.model, window, actions, key,
                                 num_steps=num_steps, copy_penalty=copy_penalty,
                                 margins_fn=margins_fn if ctx.model.config.margin_inputs
@@ -148,8 +171,10 @@ def _batched_rollouts(rollout_fn, starts: RolloutStarts, actions: np.ndarray,
     for i in range(0, n, batch_size):
         idx = np.arange(i, i + batch_size) % n  # pad by wrapping: static shapes, one compile
         window = jax.tree.map(lambda x, idx=idx: x[idx], starts.window)
+        reference = None if starts.first_real is None else jnp.asarray(starts.first_real[idx])
         out.append(np.asarray(rollout_fn(window, jnp.asarray(actions[idx]),
-                                         jax.random.PRNGKey(0)).tokens)[:min(batch_size, n - i)])
+                                         jax.random.PRNGKey(0), reference).tokens
+                              )[:min(batch_size, n - i)])
     return np.concatenate(out)
 
 
@@ -159,8 +184,9 @@ def open_loop_metrics(ctx: EvalContext, rollout_fn, starts: RolloutStarts, *,
     per step and over all steps. Returns (metrics, predicted frames [N, H, H_img, W_img, 3])."""
     horizon = starts.actions.shape[1]
     predicted = decode_frames(ctx, _batched_rollouts(rollout_fn, starts, starts.actions,
-                                                     batch_size))
-    tokenized_last = decode_frames(ctx, np.asarray(starts.window.tokens[:, -1]))
+                                                     batch_size), references=starts.first_real)
+    tokenized_last = decode_frames(ctx, np.asarray(starts.window.tokens[:, -1]),
+                                   references=starts.first_real)
     baselines = {"model": predicted,
                  "tokenized_copy": np.repeat(tokenized_last[:, None], horizon, 1),
                  "raw_copy": np.repeat(starts.last_real[:, None].astype(np.float32) / 255.0,
@@ -188,7 +214,8 @@ def controllability(ctx: EvalContext, rollout_fn, starts: RolloutStarts, *,
     zero[..., :6] = 0.0
     rng = np.random.default_rng(seed)
     extreme = (rng.uniform(-10, 10, real.shape) * action_range).astype(np.float32)
-    runs = {name: decode_frames(ctx, _batched_rollouts(rollout_fn, starts, a, batch_size))
+    runs = {name: decode_frames(ctx, _batched_rollouts(rollout_fn, starts, a, batch_size),
+                                references=starts.first_real)
             for name, a in (("real", real), ("negated", negated), ("zero", zero),
                             ("extreme", extreme))}
     lp = {name: score_frames(ctx, f, starts.real)["lpips"][:, -1] for name, f in runs.items()}
@@ -242,10 +269,12 @@ def evaluate_text_model(ctx: EvalContext, episodes: Sequence[Episode],
         margin_kw = dict(tokenizer=ctx.tokenizer, tokenizer_params=ctx.tokenizer_params)
     goal_tokens, goal_index, reached = [], [], []
     n = len(episodes)
+    first = np.stack([frames[ep.episode_id][0] for ep in episodes])
     for i in range(0, n, batch_size):
         idx = np.arange(i, i + batch_size) % n
         if first_margins is not None:
             margin_kw["first_margins"] = jnp.asarray(first_margins[idx])
+            margin_kw["reference"] = api.reference_or_none(ctx.tokenizer, jnp.asarray(first[idx]))
         g = sampling.golden_trajectory(ctx.params, ctx.model, jnp.asarray(firsts[idx]),
                                        jnp.asarray(text[idx]), jnp.asarray(mask[idx]),
                                        jax.random.PRNGKey(0), horizon=horizon, tau=tau,
@@ -255,10 +284,9 @@ def evaluate_text_model(ctx: EvalContext, episodes: Sequence[Episode],
         goal_tokens.append(np.asarray(g.goal_tokens)[:k])
         goal_index.append(np.asarray(g.goal_index)[:k])
         reached.append(np.asarray(g.reached)[:k])
-    goal = decode_frames(ctx, np.concatenate(goal_tokens))
+    goal = decode_frames(ctx, np.concatenate(goal_tokens), references=first)
     final = np.stack([frames[ep.episode_id][-1] for ep in episodes])
-    first = np.stack([frames[ep.episode_id][0] for ep in episodes])
-    first_tok = decode_frames(ctx, firsts)
+    first_tok = decode_frames(ctx, firsts, references=first)
     lp_goal = score_frames(ctx, goal, final)["lpips"]
     lp_first = score_frames(ctx, first.astype(np.float32) / 255.0, final)["lpips"]
     lp_first_tok = score_frames(ctx, first_tok, final)["lpips"]
@@ -290,7 +318,9 @@ def write_rollout_gifs(out_dir: str, ctx: EvalContext, starts: RolloutStarts,
     import imageio.v2 as imageio
 
     os.makedirs(out_dir, exist_ok=True)
-    copy = decode_frames(ctx, np.asarray(starts.window.tokens[:num, -1]))
+    copy = decode_frames(ctx, np.asarray(starts.window.tokens[:num, -1]),
+                         references=None if starts.first_real is None
+                         else starts.first_real[:num])
     paths = []
     for i in range(min(num, len(predicted))):
         gap = np.full((predicted.shape[2], 2, 3), 255, np.uint8)
@@ -351,11 +381,17 @@ def teacher_forced_outputs(ctx: EvalContext, episodes: Sequence[Episode], batch_
 _last_frame_outputs = jax.jit(last_frame_outputs, static_argnames="model")
 
 
-def decode_episodes(ctx: EvalContext, episodes: Sequence[Episode], batch_size: int = 64
-                    ) -> list[np.ndarray]:
+def decode_episodes(ctx: EvalContext, episodes: Sequence[Episode], batch_size: int = 64,
+                    first_frames: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
     """Every frame of each episode decoded from its cached tokens: uint8 [T, H, W, 3] each (all
-    episodes share whole batches: one compile)."""
-    frames = decode_frames(ctx, np.concatenate([ep.tokens for ep in episodes]), batch_size)
+    episodes share whole batches: one compile). `first_frames`: each episode's first real frame
+    (uint8 [H, W, 3]; a reference-conditioned tokenizer decodes with it)."""
+    references = None
+    if first_frames is not None:
+        references = np.concatenate([np.repeat(np.asarray(f)[None], len(ep.tokens), axis=0)
+                                     for f, ep in zip(first_frames, episodes, strict=True)])
+    frames = decode_frames(ctx, np.concatenate([ep.tokens for ep in episodes]), batch_size,
+                           references)
     return _split_by_episode(_to_uint8(frames), episodes)
 
 

@@ -277,7 +277,8 @@ def golden_trajectory(params: PyTree, model: WorldModel, first_tokens: jax.Array
                       tau: float = 0.9, num_steps: int = 2, temperature: float = 0.0,
                       copy_penalty: float = 0.0, first_margins: jax.Array | None = None,
                       tokenizer: FrameTokenizer | None = None,
-                      tokenizer_params: PyTree | None = None) -> GoldenTrajectory:
+                      tokenizer_params: PyTree | None = None,
+                      reference: jax.Array | None = None) -> GoldenTrajectory:
     """Eq. (6): o_goal = D(z_{t*}), t* = min{t : d_t >= tau}; returns the goal *tokens* (decode
     them with the tokenizer). Rolls the text model out from `first_tokens` [B, h, w] with the
     instruction `text` [B, L, E] / `text_mask` [B, L] in a `lax.while_loop` that stops once every
@@ -287,7 +288,8 @@ def golden_trajectory(params: PyTree, model: WorldModel, first_tokens: jax.Array
 
     A text model with `margin_inputs` also needs the first frame's bit margins `first_margins`
     [B, h, w, K] and the `tokenizer` with its params: each generated frame's margins are those
-    of its decoded image (`tokenize.generated_margins`), as in the world-model env.
+    of its decoded image (`tokenize.generated_margins`), as in the world-model env; with a
+    reference-conditioned tokenizer, also the initial frames `reference` [B, H, W, 3].
     """
     if model.config.control != "text":
         raise ValueError("golden_trajectory needs the text world model")
@@ -310,7 +312,8 @@ def golden_trajectory(params: PyTree, model: WorldModel, first_tokens: jax.Array
                                 jnp.where(keep, g.goal_index, index), keep | (done >= tau))
         margins = None
         if w.margins is not None:
-            margins = push_frame(w.margins, generated_margins(tokenizer, tokenizer_params, tokens))
+            margins = push_frame(w.margins, generated_margins(tokenizer, tokenizer_params, tokens,
+                                                              reference))
         return _GoldenCarry(index, Window(push_frame(w.tokens, tokens), None, margins), goal)
 
     stride = model.config.frame_stride

@@ -32,6 +32,7 @@ def test_tiny_is_under_two_million_params_with_a_16x8_grid_of_10_bits():
     model = create_model(config.model)
     shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 128, 64, 3)))
     assert 1_000_000 < _count(shapes) < 2_000_000
+    assert not model.reference_conditioning
     assert model.downsample_factor == 8 and model.num_bits == 10 and model.num_factors == 1
 
 

@@ -96,3 +96,54 @@ def test_training_with_references_lowers_the_loss():
         state, metrics = step(state, batch)
         losses.append(float(metrics["loss"]))
     assert np.isfinite(losses).all() and losses[-1] < 0.8 * losses[0]
+
+
+def test_copy_gate_blends_the_reference_pixels_and_needs_conditioning():
+    config = tokenizer_config("debug")
+    config.model.update(reference_conditioning=True, reference_copy_gate=True)
+    model = create_model(config.model)
+    x = jnp.zeros((1, 128, 64, 3))
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), x, x)
+    assert params["params"]["decoder"]["rgb_and_copy_gate"]["kernel"].shape[-1] == 4
+    # saturate the gate open: the decoder returns the reference frame itself
+    bias = params["params"]["decoder"]["rgb_and_copy_gate"]["bias"]
+    params["params"]["decoder"]["rgb_and_copy_gate"]["bias"] = bias.at[3].set(50.0)
+    reference = FRAMES[:2]
+    tokens = api.encode(params, FRAMES[5:7], model=model, reference=reference)
+    out = api.decode(params, tokens, model=model, reference=reference)
+    np.testing.assert_allclose(np.asarray(out) * 255, reference, atol=1.0)
+    with pytest.raises(ValueError, match="reference_copy_gate needs reference_conditioning"):
+        bad_config = tokenizer_config("debug")
+        bad_config.model.reference_copy_gate = True
+        bad = create_model(bad_config.model)
+        jax.eval_shape(bad.init, jax.random.PRNGKey(0), x)
+
+
+def test_motion_weighted_l1_counts_moving_pixels_more():
+    from roboscape_jax.tokenizer.losses import motion_weighted_l1, moving_mask
+
+    first = -jnp.ones((1, 4, 4, 3))
+    target = first.at[0, 0, 0].set(1.0)  # one pixel moved
+    moving = moving_mask(target, first)
+    assert float(moving.sum()) == 1.0
+    recon = target.at[0, 0, 0].set(0.0)  # error 1 on the moving pixel only
+    plain = float(jnp.mean(jnp.abs(recon - target)))
+    assert float(motion_weighted_l1(recon, target, moving, 0.0)) == pytest.approx(plain)
+    # weight 9: the moving pixel (error 1 in each channel) counts 10 of 16 + 9 pixel-weights
+    assert float(motion_weighted_l1(recon, target, moving, 9.0)) == pytest.approx(10 / 25)
+    # an unconditioned tokenizer with the weighted loss reads first frames only for the mask
+    config = tokenizer_config("debug")
+    config.loss.update(lpips_weight=0.0, moving_weight=4.0)
+    plain_model = create_model(config.model)
+    source = ArrayFrameSource(synthetic_frames(24, seed=2), 0.25, [12, 12])
+    assert tok_train.needs_first_frames(config, plain_model)
+    tx = tok_train.make_optimizer(config)
+    mesh = sharding.data_mesh()
+    state = sharding.replicate(tok_train.init_state(config, plain_model, tx), mesh)
+    step = tok_train.make_step(config, plain_model, tx, mesh, None)
+    batch = tok_train.make_batch_fn(config, source, references=True)(0)
+    _, metrics = step(state, batch)
+    assert 0.0 < float(metrics["moving_fraction"]) < 1.0
+    assert np.isfinite(float(metrics["l1_motion_weighted"]))
+    with pytest.raises(ValueError, match="episode-first frame"):
+        tok_train.check_reference_source(plain_model, ArrayFrameSource(FRAMES, 0.25), config)

@@ -71,6 +71,7 @@ def test_rollout_starts_align_context_actions_and_real_future():
         assert list(starts.actions[i, :, 0]) == [last, last + 1, last + 2, last + 3]
         assert list(starts.real[i, :, 0, 0, 0]) == [last + 1, last + 2, last + 3, last + 4]
         assert starts.last_real[i, 0, 0, 0] == last
+        assert starts.first_real[i, 0, 0, 0] == 0  # the episode's first frame: a reference
     with pytest.raises(ValueError, match="no episode has 13 frames"):
         wm_eval.rollout_starts([episode], frames, num_context=3, horizon=10)
 
@@ -109,3 +110,25 @@ def test_teacher_forced_outputs_batch_episodes_like_one_at_a_time():
     direct = model.apply(params, jnp.asarray(window["tokens"][None]),
                          jnp.asarray(window["actions"][None])).done[0, -1]
     np.testing.assert_allclose(together[1][0][-1], direct, atol=1e-6)
+
+
+def test_decode_frames_gives_each_clip_its_reference_frame():
+    from experiments.configs.tokenizer import tokenizer_config
+    from roboscape_jax.tokenizer import api
+    from roboscape_jax.tokenizer.model import create_model as create_tokenizer
+    from roboscape_jax.tokenizer.model import init_params
+
+    config = tokenizer_config("debug")
+    config.model.reference_conditioning = True
+    tok = create_tokenizer(config.model)
+    ctx = wm_eval.EvalContext(None, None, tok, init_params(tok, jax.random.PRNGKey(0)), None)
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 2**6, (2, 3, 16, 8)).astype(np.int32)  # 2 clips x 3 steps
+    refs = rng.integers(0, 256, (2, 128, 64, 3)).astype(np.uint8)
+    out = wm_eval.decode_frames(ctx, tokens, batch_size=4, references=refs)
+    for i in range(2):
+        expected = api.decode(ctx.tokenizer_params, tokens[i], model=tok,
+                              reference=np.repeat(refs[i:i + 1], 3, axis=0))
+        np.testing.assert_allclose(out[i], expected, atol=1e-5)
+    with pytest.raises(ValueError, match="episode-first frame"):
+        wm_eval.decode_frames(ctx, tokens)
