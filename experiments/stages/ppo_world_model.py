@@ -32,6 +32,7 @@ from roboscape_jax.rl import LogWrapper
 from roboscape_jax.rl.loop import train_in_chunks
 from roboscape_jax.tokenizer import train as tok_train
 from roboscape_jax.tokenizer.api import decode, to_uint8
+from roboscape_jax.tokenizer.model import init_params as init_tokenizer_params
 from roboscape_jax.utils.files import write_json
 from roboscape_jax.world_model import data
 from roboscape_jax.world_model import train as wm_train
@@ -46,7 +47,7 @@ def random_models(config, controls: tuple[str, ...] = ("action",)) -> dict[str, 
     random scenes need no text model)."""
     tok = tok_train.create_model(config.tokenizer.model)
     h, w = config.tokenizer.input.frame_height, config.tokenizer.input.frame_width
-    models = {"tokenizer": (tok, jax.jit(tok.init)(jax.random.PRNGKey(0), jnp.zeros((1, h, w, 3))))}
+    models = {"tokenizer": (tok, init_tokenizer_params(tok, jax.random.PRNGKey(0), h, w))}
     for i, control in enumerate(controls):
         model = create_world_model(config.world_models[control].model)
         models[control] = (model, init_world_model_params(model, jax.random.PRNGKey(i + 1)))
