@@ -27,7 +27,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from roboscape_jax.tokenizer.api import check_frames, decode, encode, reference_or_none, to_uint8
+from roboscape_jax.tokenizer.api import (
+    check_frames,
+    check_reference,
+    decode,
+    encode,
+    reference_or_none,
+    to_uint8,
+)
 from roboscape_jax.tokenizer.model import FrameTokenizer
 from roboscape_jax.types import PyTree
 
@@ -71,9 +78,7 @@ def observation_frames(tokenizer: FrameTokenizer | None, params: PyTree, frames,
         return jnp.asarray(frames)
     check_frames(frames, tokenizer)
     reference = reference_or_none(tokenizer, None if reference is None else jnp.asarray(reference))
-    if tokenizer.reference_conditioning and reference is None:
-        raise ValueError("this tokenizer is reference-conditioned: pass reference=, each "
-                         "frame's episode-first frame [B, H, W, 3]")
+    check_reference(reference, tokenizer, np.shape(frames))
     return _tokenized(params, jnp.asarray(frames), tokenizer, reference)
 
 
