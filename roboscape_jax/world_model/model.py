@@ -209,10 +209,10 @@ class WorldModel(nn.Module):
         at the flipping threshold."""
         return jnp.concatenate([margins, jnp.exp(-jnp.square(margins / 0.2))], axis=-1)
 
-    def _flip_prior(self, x: jax.Array, margins: jax.Array) -> jax.Array:
+    def _flip_prior(self, x: jax.Array, margins: jax.Array, first: jax.Array) -> jax.Array:
         """[B, T, K, F, V_f] change-logit prior: sum over the bits that change pattern j flips of
         a per-bit flip logit (a shared MLP of the bit's previous margin plus a linear read of x);
-        zero at frame 0."""
+        zero where `first` [T] (frame 0)."""
         c = self.config
         bits_f = c.num_bits // c.num_factors
         h = nn.gelu(nn.Dense(16, name="flip_hidden")(margins[..., None]))
@@ -221,7 +221,6 @@ class WorldModel(nn.Module):
         flip = flip.reshape(*flip.shape[:-1], c.num_factors, bits_f)
         patterns = (jnp.arange(c.vocab_per_factor)[:, None] >> jnp.arange(bits_f)) & 1
         prior = jnp.einsum("ntkfi,vi->ntkfv", flip, patterns.astype(jnp.float32))
-        first = jnp.arange(margins.shape[1]) == 0
         prior = jnp.where(first[None, :, None, None, None], 0.0, prior)
         self.sow("intermediates", "flip_prior", prior)
         return prior
@@ -234,31 +233,36 @@ class WorldModel(nn.Module):
         return _previous_frame(index_to_subcodes(tokens.reshape(b, t, -1), c.num_bits,
                                                  c.num_factors))
 
-    def _copy_prior(self, x: jax.Array, tokens: jax.Array) -> jax.Array:
-        """[B, T, K, F, V_f]: gate(x) on the one-hot of frame t-1's sub-codes (zero for frame 0)."""
+    def _copy_prior(self, x: jax.Array, previous: jax.Array, first: jax.Array) -> jax.Array:
+        """[B, T, K, F, V_f]: gate(x) on the one-hot of frame t-1's sub-codes `previous`
+        [B, T, K, F] (zero where `first` [T]: frame 0 has no previous frame)."""
         c = self.config
         gate = nn.Dense(c.num_factors, name="copy_gate",
                         bias_init=nn.initializers.constant(c.copy_bias_init))(x)  # [B, T, K, F]
-        one_hot = jax.nn.one_hot(self._previous_subcodes(tokens), c.vocab_per_factor,
-                                 dtype=jnp.float32)
-        first = jnp.arange(tokens.shape[1]) == 0  # frame 0 has no previous frame: no prior
+        one_hot = jax.nn.one_hot(previous, c.vocab_per_factor, dtype=jnp.float32)
         one_hot = jnp.where(first[None, :, None, None, None], 0.0, one_hot)
         return gate.astype(jnp.float32)[..., None] * one_hot
 
-    def _change_to_code_logits(self, logits: jax.Array, tokens: jax.Array) -> jax.Array:
+    def _change_to_code_logits(self, logits: jax.Array, previous: jax.Array) -> jax.Array:
         """[B, T, K, F, V_f] change logits -> code logits: code v of frame t gets the logit of
-        change (v XOR previous sub-code); frame 0 (no previous frame) reads them as codes."""
-        previous = self._previous_subcodes(tokens)
+        change (v XOR previous sub-code `previous` [B, T, K, F]); frame 0 (no previous frame,
+        zeros) reads them as codes."""
         change = jnp.arange(self.config.vocab_per_factor, dtype=jnp.int32) ^ previous[..., None]
         return jnp.take_along_axis(logits, change, axis=-1)
 
     @nn.compact
     def __call__(self, tokens: jax.Array, control: jax.Array, control_mask: jax.Array | None = None,
-                 token_mask: jax.Array | None = None,
-                 margins: jax.Array | None = None) -> WorldModelOutput:
+                 token_mask: jax.Array | None = None, margins: jax.Array | None = None, *,
+                 memory: tuple[jax.Array, ...] | None = None, context_only: bool = False):
         """tokens int [B, T, h, w]; control [B, T, A] or [B, L, E] (+ control_mask [B, L]);
         token_mask bool [B, T, h, w], True where a token is hidden from the model; margins
-        float [B, T, h, w, num_bits] (models with `margin_inputs`; the last frame's are unused)."""
+        float [B, T, h, w, num_bits] (models with `margin_inputs`; the last frame's are unused).
+
+        Two modes for sampling, where MaskGIT's passes over one window share its context:
+        `context_only=True` returns the transformer's memory of these frames (`STTransformer`;
+        no heads run); given that `memory` of the first T - 1 frames, only the last frame runs
+        through the transformer and the output holds it alone (logits [B, 1, ...], done [B, 1]),
+        equal to the last frame's output of the full call."""
         c = self.config
         b, t = tokens.shape[:2]
         if t > c.num_frames:
@@ -279,24 +283,33 @@ class WorldModel(nn.Module):
             previous_margins = self._previous_margins(margins)
             embedded = embedded + nn.Dense(c.width, name="margin_embedding")(
                 self._margin_features(previous_margins))
-        x = STTransformer(c.num_frames, c.grid_height * c.grid_width, c.depth, c.num_heads,
-                          c.mlp_ratio, c.remat, jnp.dtype(c.dtype))(
-            embedded, ctrl, ctrl_mask)  # [B, T, K, D]
+        # the frames the transformer and the heads run on: all, or the last one given memory
+        frames = slice(None) if memory is None else slice(t - 1, t)
+        if memory is not None and c.control == "action":
+            ctrl, ctrl_mask = ctrl[:, frames], ctrl_mask[:, frames]
+        x, hidden = STTransformer(c.num_frames, c.grid_height * c.grid_width, c.depth,
+                                  c.num_heads, c.mlp_ratio, c.remat, jnp.dtype(c.dtype))(
+            embedded[:, frames], ctrl, ctrl_mask, memory)  # [B, T', K, D]
+        if context_only:
+            return hidden
+        t_out = x.shape[1]
+        first = (jnp.arange(t) == 0)[frames]  # frame 0 has no previous frame
+        previous = self._previous_subcodes(tokens)[:, frames]  # [B, T', K, F]
         logits = nn.DenseGeneral((c.num_factors, c.vocab_per_factor), name="logits")(x)
         logits = logits.astype(jnp.float32)
         if c.margin_inputs and c.predict_change:
-            logits = logits + self._flip_prior(x, previous_margins)
+            logits = logits + self._flip_prior(x, previous_margins[:, frames], first)
         if c.predict_change:
-            logits = self._change_to_code_logits(logits, tokens)
+            logits = self._change_to_code_logits(logits, previous)
         if c.copy_bias_init:
-            logits = logits + self._copy_prior(x, tokens)
-        logits = logits.reshape(b, t, c.grid_height, c.grid_width, c.num_factors,
+            logits = logits + self._copy_prior(x, previous, first)
+        logits = logits.reshape(b, t_out, c.grid_height, c.grid_width, c.num_factors,
                                 c.vocab_per_factor)
-        pooled = x.mean(axis=2)  # [B, T, D]: what the done head (and reward baselines) read
+        pooled = x.mean(axis=2)  # [B, T', D]: what the done head (and reward baselines) read
         self.sow("intermediates", "frame_embedding", pooled.astype(jnp.float32))
         h = nn.gelu(nn.Dense(c.done_hidden, name="done_hidden")(pooled))
         done_logit = nn.Dense(1, name="done_out")(h)[..., 0].astype(jnp.float32)
-        chex.assert_shape(done_logit, (b, t))
+        chex.assert_shape(done_logit, (b, t_out))
         return WorldModelOutput(logits, jax.nn.sigmoid(done_logit), done_logit)
 
 

@@ -15,8 +15,10 @@ MaskGIT (Chang et al. 2022, arXiv:2202.04200): at step s of S, sample every stil
 factor; temperature 0 = argmax), score it by its joint log-probability, keep the most confident so
 that floor(K * cos(pi/2 * (s+1)/S)) stay masked, and re-mask the rest. The authors' environment uses
 S = 2 and temperature 0. The done probability of the new frame is read from the last decoding pass
-(`done_pass=True` adds one pass over the finished frame instead). No key/value cache: every step
-recomputes the whole window.
+(`done_pass=True` adds one pass over the finished frame instead). The context frames run through
+the transformer once per step (`context_memory`); every pass then runs the new frame alone against
+that memory (the same logits as a pass over the whole window). Nothing is kept across env steps:
+the window slides, which moves every frame's temporal position.
 """
 
 from __future__ import annotations
@@ -153,6 +155,18 @@ def copy_penalised(logits: jax.Array, previous: jax.Array, num_bits: int,
     return logits - penalty * jax.nn.one_hot(sub, logits.shape[-1], dtype=logits.dtype)
 
 
+def context_memory(params: PyTree, model: WorldModel, window_tokens: jax.Array,
+                   control: jax.Array, control_mask: jax.Array | None,
+                   window_margins: jax.Array | None = None) -> tuple[jax.Array, ...]:
+    """The transformer's memory of the C context frames (`WorldModel`'s `context_only` mode),
+    which every MaskGIT pass over the frame after them reads. control: as for
+    `predict_next_frame` (action model: [B, C + 1, A], of which the context's C are read)."""
+    c = model.config
+    context_control = control[:, :window_tokens.shape[1]] if c.control == "action" else control
+    return model.apply(params, window_tokens, context_control, control_mask, None,
+                       window_margins if c.margin_inputs else None, context_only=True)
+
+
 def _decode_frame(params: PyTree, model: WorldModel, window_tokens: jax.Array, control: jax.Array,
                   control_mask: jax.Array | None, key: PRNGKey, num_steps: int,
                   temperature: float, done_pass: bool, copy_penalty: float = 0.0,
@@ -164,11 +178,12 @@ def _decode_frame(params: PyTree, model: WorldModel, window_tokens: jax.Array, c
     previous = window_tokens[:, -1].reshape(b, k)
     context_mask = jnp.zeros(window_tokens.shape, bool)
     tokens, masked = jnp.zeros((b, k), jnp.int32), jnp.ones((b, k), bool)
+    memory = context_memory(params, model, window_tokens, control, control_mask, window_margins)
     for step in range(num_steps):
         rng_sample, rng_noise = jax.random.split(jax.random.fold_in(key, step))
         window = jnp.concatenate([window_tokens, tokens.reshape(b, 1, *window_tokens.shape[2:])], 1)
         mask = jnp.concatenate([context_mask, masked.reshape(b, 1, *window_tokens.shape[2:])], 1)
-        out = model.apply(params, window, control, control_mask, mask, margins)
+        out = model.apply(params, window, control, control_mask, mask, margins, memory=memory)
         logits = copy_penalised(out.logits[:, -1].reshape(b, k, c.num_factors, -1), previous,
                                 c.num_bits, copy_penalty)
         sub, log_p = _sample(logits, rng_sample, temperature)
@@ -183,7 +198,8 @@ def _decode_frame(params: PyTree, model: WorldModel, window_tokens: jax.Array, c
     tokens = tokens.reshape(b, c.grid_height, c.grid_width)
     if done_pass:
         window = jnp.concatenate([window_tokens, tokens[:, None]], axis=1)
-        done = model.apply(params, window, control, control_mask, None, margins).done[:, -1]
+        done = model.apply(params, window, control, control_mask, None, margins,
+                           memory=memory).done[:, -1]
     return tokens, done
 
 

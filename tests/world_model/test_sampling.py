@@ -94,11 +94,17 @@ class CounterModel(nn.Module):
     config: WorldModelConfig
     goal: int = 3
 
-    def __call__(self, tokens, control, control_mask=None, token_mask=None, margins=None):
+    def __call__(self, tokens, control, control_mask=None, token_mask=None, margins=None, *,
+                 memory=None, context_only=False):
+        if context_only:  # the real model's sampling protocol: a memory of the context frames
+            return (tokens,)
         nxt = tokens[:, -2] + 1  # [B, h, w]: the frame before the (masked) last one, plus 1
+        frames = tokens.shape[1] if memory is None else 1  # with memory: the last frame only
         logits = 20.0 * jax.nn.one_hot(index_to_subcodes(nxt, self.config.num_bits, 2), 8)
-        logits = jnp.broadcast_to(logits[:, None], (*tokens.shape, 2, 8))
-        done_logit = jnp.broadcast_to(40.0 * (nxt[:, :1, 0] >= self.goal) - 20.0, tokens.shape[:2])
+        logits = jnp.broadcast_to(logits[:, None], (tokens.shape[0], frames, *tokens.shape[2:],
+                                                    2, 8))
+        done_logit = jnp.broadcast_to(40.0 * (nxt[:, :1, 0] >= self.goal) - 20.0,
+                                      (tokens.shape[0], frames))
         return WorldModelOutput(logits, jax.nn.sigmoid(done_logit), done_logit)
 
 

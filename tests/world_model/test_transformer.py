@@ -142,3 +142,35 @@ def test_flip_prior_adds_each_flipped_bits_logit():
     # pattern 0b11 flips bits 0 and 1: its logit is the sum of patterns 0b01 and 0b10
     np.testing.assert_allclose(prior[..., 3], prior[..., 1] + prior[..., 2], atol=1e-5)
     assert np.abs(prior[:, 1:, ..., 1]).max() > 0
+
+
+@pytest.mark.parametrize("control,overrides", [
+    ("action", {}), ("text", {}), ("action", dict(margin_inputs=True)),
+    ("action", dict(copy_bias_init=2.0))])
+def test_memory_of_the_context_gives_the_full_windows_last_frame(control, overrides):
+    """Sampling's shortcut: the context frames' memory plus the last frame alone reproduce the
+    last frame's logits and done of a pass over the whole window (masked tokens included)."""
+    if overrides.get("margin_inputs"):
+        model, params, tokens, control_input, margins = _margin_model()
+        control_mask, c = None, model.config
+    else:
+        model, params = make_model(control, **overrides)
+        c, margins = model.config, None
+        tokens, control_input, control_mask = random_inputs(c, jax.random.PRNGKey(8))
+    mask = jnp.zeros(tokens.shape, bool).at[:, -1, 0].set(True)
+    full = model.apply(params, tokens, control_input, control_mask, mask, margins)
+    context_control = control_input[:, :-1] if control == "action" else control_input
+    memory = model.apply(params, tokens[:, :-1], context_control, control_mask, None,
+                         None if margins is None else margins[:, :-1], context_only=True)
+    assert len(memory) == c.depth and memory[0].shape == (2, c.num_frames - 1, 8, c.width)
+    last = model.apply(params, tokens, control_input, control_mask, mask, margins, memory=memory)
+    assert last.logits.shape[1] == 1 and last.done.shape == (2, 1)
+    np.testing.assert_allclose(last.logits[:, 0], full.logits[:, -1], atol=1e-5)
+    np.testing.assert_allclose(last.done[:, 0], full.done[:, -1], atol=1e-6)
+    # the memory is of the context: another last frame changes the output, as it should
+    other = model.apply(params, tokens.at[:, -1].set(0), control_input, control_mask, None,
+                        margins, memory=memory)
+    assert np.abs(other.logits[:, 0] - last.logits[:, 0]).max() > 1e-3
+    with pytest.raises(ValueError, match="one frame"):
+        model.apply(params, tokens, control_input, control_mask, None, margins,
+                    memory=memory[:1])
