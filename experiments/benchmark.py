@@ -108,7 +108,10 @@ def wm_batch(m, batch: int, seed: int) -> dict[str, np.ndarray]:
     shape = (batch, m.num_frames, m.grid_height, m.grid_width)
     return {"tokens": rng.integers(0, 2**m.num_bits, shape, dtype=np.int32),
             "actions": rng.uniform(-1, 1, (batch, m.num_frames, m.action_dim)).astype(np.float32),
-            "done": (rng.uniform(size=(batch, m.num_frames)) < 0.1).astype(np.float32)}
+            "done": (rng.uniform(size=(batch, m.num_frames)) < 0.1).astype(np.float32),
+            # bit margins (latent x code sign) for models that read them
+            **({"margins": rng.normal(size=(*shape, m.num_bits)).astype(np.float32)}
+               if m.get("margin_inputs", False) else {})}
 
 
 def bench_world_model_train(c, models, peak) -> list[dict]:

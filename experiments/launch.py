@@ -27,3 +27,39 @@ def parse_flags(argv: list[str]) -> list[str]:
             f"FATAL Flags parsing error: {err}\nPass --helpshort or --helpfull to see help "
             "on flags."
         )
+
+
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None,
+    "Multi-host: host:port of process 0, passed with --num_processes and --process_id to "
+    "jax.distributed.initialize (README: Multi-host).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False,
+    "Multi-host with the cluster's own settings: jax.distributed.initialize() with no arguments "
+    "(SLURM, Cloud TPU, ...).")
+
+
+def initialize_distributed() -> None:
+    """Starts JAX's distributed runtime when the multi-host flags ask for it (call first in
+    `main`, before any JAX computation); a single-process run does nothing. Every process then
+    sees every process's devices in `jax.devices()`, and the trainers' mesh spans them all."""
+    import jax
+
+    given = {"--coordinator_address": _COORDINATOR.value, "--num_processes": _NUM_PROCESSES.value,
+             "--process_id": _PROCESS_ID.value}
+    if not any(v is not None for v in given.values()) and not _DISTRIBUTED.value:
+        return
+    # collectives between CPU processes (tests, laptops); GPUs and TPUs ignore it
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if _DISTRIBUTED.value:
+        jax.distributed.initialize()
+    else:
+        missing = [name for name, value in given.items() if value is None]
+        if missing:
+            raise flags.ValidationError(f"multi-host launch needs {', '.join(given)} together; "
+                                        f"missing {', '.join(missing)}")
+        jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    print(f"process {jax.process_index()} of {jax.process_count()}: "
+          f"{jax.local_device_count()} local of {jax.device_count()} devices", flush=True)

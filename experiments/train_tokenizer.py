@@ -14,9 +14,10 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from experiments.launch import parse_flags
+from experiments.launch import initialize_distributed, parse_flags
 from roboscape_jax.tokenizer.frames import ArrayFrameSource, load_frames_npz, synthetic_frames
 from roboscape_jax.tokenizer.train import train_and_evaluate
+from roboscape_jax.utils import sharding
 from roboscape_jax.utils.provenance import write_run_provenance
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config with a tokenizer section.",
@@ -44,12 +45,15 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint file at INFO.
+    initialize_distributed()
     config, workdir = _CONFIG.value, _WORKDIR.value
     if "tokenizer" not in config:
         raise app.UsageError("the config has no tokenizer section; use "
                              "experiments/configs/tokenizer_run.py")
-    write_run_provenance(workdir, config)
-    train_and_evaluate(config.tokenizer, workdir, frames_source(config))
+    if sharding.is_primary():  # one writer per run folder (multi-host)
+        write_run_provenance(workdir, config)
+    train_and_evaluate(config.tokenizer, workdir, frames_source(config),
+                       parallel=config.get("parallel"))
     print(f"held-out evaluation: {os.path.join(workdir, 'eval', 'metrics.json')}")
 
 

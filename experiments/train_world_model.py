@@ -15,7 +15,8 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from experiments.launch import parse_flags
+from experiments.launch import initialize_distributed, parse_flags
+from roboscape_jax.utils import sharding
 from roboscape_jax.utils.provenance import write_run_provenance
 from roboscape_jax.world_model import data
 from roboscape_jax.world_model.train import train_and_evaluate
@@ -45,12 +46,15 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint file at INFO.
+    initialize_distributed()
     config, workdir = _CONFIG.value, _WORKDIR.value
     if "world_model" not in config:
         raise app.UsageError("the config has no world_model section; use "
                              "experiments/configs/world_model_run.py")
-    write_run_provenance(workdir, config)
-    train_and_evaluate(config.world_model, workdir, load_episodes(config))
+    if sharding.is_primary():  # one writer per run folder (multi-host)
+        write_run_provenance(workdir, config)
+    train_and_evaluate(config.world_model, workdir, load_episodes(config),
+                       parallel=config.get("parallel"))
     print(f"held-out evaluation: {os.path.join(workdir, 'eval', 'metrics.json')}")
 
 

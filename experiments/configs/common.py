@@ -121,6 +121,11 @@ def pipeline_config() -> ml_collections.ConfigDict:
         seed=1000,  # episode seeds: a function of (seed, split, task, episode), not collection's
         num_strip_frames=8))  # first episode of each policy and split: PNG strip and GIF
 
+    # Where training state lives: replicated (data parallel) or, with fsdp, large leaves split
+    # over the devices (`roboscape_jax.utils.sharding`). Placement only: the numbers are the
+    # same, so no stage's cache key reads this section.
+    config.parallel = ml_collections.ConfigDict(dict(fsdp=False, fsdp_min_size=2**14))
+
     config.checkpoint = ml_collections.ConfigDict()
     config.checkpoint.max_to_keep = 3
     config.log_every_steps = 10

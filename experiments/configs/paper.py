@@ -20,6 +20,7 @@ def get_config(arg: str | None = None):
     config.data.episodes_per_task_scene = 1000  # 500 optimal + 500 sub-optimal
     for control in ("action", "text"):  # 256x128 frames / 16 = 16x8 tokens
         config.world_models[control] = world_model_config("paper", control)
+    config.parallel.fsdp = True  # 32 blocks of width 512 and their Adam moments: split them
     config.log_every_steps = 100
     config.progress_every_s = 60.0
     return config

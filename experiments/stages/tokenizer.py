@@ -34,7 +34,8 @@ def run_train_tokenizer(config, out_dir: str) -> dict[str, Any]:
         f"held-out in-domain frames",
         flush=True,
     )
-    state = tok_train.train_and_evaluate(config.tokenizer, out_dir, source)
+    state = tok_train.train_and_evaluate(config.tokenizer, out_dir, source,
+                                         parallel=config.get("parallel"))
     model = tok_train.create_model(config.tokenizer.model)
     lpips = tok_train.load_lpips_params() if config.tokenizer.eval.lpips else None
     ood, ood_lengths = load_frames(data, "ood", return_lengths=True)

@@ -41,7 +41,8 @@ def run_train_world_models(config, out_dir: str) -> dict[str, Any]:
     for control in CONTROLS:
         start = time.time()
         wm_train.train_and_evaluate(config.world_models[control], os.path.join(out_dir, control),
-                                    {"train": train, "held_out": val})
+                                    {"train": train, "held_out": val},
+                                    parallel=config.get("parallel"))
         with open(os.path.join(out_dir, control, "eval", "metrics.json")) as f:
             results[control] = {**json.load(f), "wall_s": time.time() - start}
         print(f"world model {control}: " + ", ".join(

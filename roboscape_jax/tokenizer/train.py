@@ -96,15 +96,17 @@ def init_state(config, model: FrameTokenizer, tx: optax.GradientTransformation) 
                          rng=base.rng, ema_params=jax.tree.map(jnp.copy, params))
 
 
-def make_step(config, model: FrameTokenizer, tx, mesh, lpips_params: PyTree | None):
+def make_step(config, model: FrameTokenizer, tx, mesh, lpips_params: PyTree | None,
+              state_sharding: PyTree | None = None):
     """`step(state, frames) -> (state, metrics)`, data-parallel over `mesh`; frames: uint8
     [B, H, W, 3], or for a reference-conditioned tokenizer {"frames", "references"} of that
-    shape (`make_batch_fn`)."""
-    jitted = make_jitted_step(config, model, tx, mesh)
+    shape (`make_batch_fn`). The state is placed as `state_sharding` says (default replicated)."""
+    jitted = make_jitted_step(config, model, tx, mesh, state_sharding)
     return lambda state, frames: jitted(state, frames, lpips_params)
 
 
-def make_jitted_step(config, model: FrameTokenizer, tx, mesh):
+def make_jitted_step(config, model: FrameTokenizer, tx, mesh,
+                     state_sharding: PyTree | None = None):
     """The jitted `step(state, frames, lpips_params) -> (state, metrics)` of `make_step` (the
     LPIPS weights an argument, not a constant: benchmarks lower and cost it)."""
 
@@ -129,7 +131,8 @@ def make_jitted_step(config, model: FrameTokenizer, tx, mesh):
         return EmaTrainState(step=inner.step, params=inner.params, opt_state=inner.opt_state,
                              rng=inner.rng, ema_params=ema), metrics
 
-    return sharding.data_parallel_jit(step, mesh, num_extra_args=1)
+    return sharding.data_parallel_jit(step, mesh, num_extra_args=1,
+                                      state_sharding=state_sharding)
 
 
 def make_batch_fn(config, source: FrameSource, *, references: bool = False):
@@ -176,8 +179,10 @@ def check_reference_source(model: FrameTokenizer, source: FrameSource, config=No
                          "(tokenizer.frames.SplitFrameSource)")
 
 
-def train_and_evaluate(config, workdir: str, frames_source: FrameSource) -> EmaTrainState:
-    """Trains to `config.num_steps` (resuming from `workdir`), then writes `workdir/eval/`."""
+def train_and_evaluate(config, workdir: str, frames_source: FrameSource, *,
+                       parallel: Mapping[str, Any] | None = None) -> EmaTrainState:
+    """Trains to `config.num_steps` (resuming from `workdir`), then writes `workdir/eval/`.
+    `parallel`: {"fsdp": bool, "fsdp_min_size": int} (`sharding.place_parallel_state`)."""
     expected = (config.input.frame_height, config.input.frame_width, 3)
     if tuple(frames_source.frame_shape) != expected:
         raise ValueError(f"frames are {frames_source.frame_shape}, the config expects {expected}")
@@ -188,16 +193,17 @@ def train_and_evaluate(config, workdir: str, frames_source: FrameSource) -> EmaT
     check_reference_source(model, frames_source, config)
     use_lpips = config.loss.lpips_weight > 0 or config.eval.lpips
     lpips_params = load_lpips_params() if use_lpips else None
-    state = sharding.replicate(init_state(config, model, tx), mesh)
+    state, state_sharding = sharding.place_parallel_state(init_state(config, model, tx), mesh,
+                                                          parallel)
     eval_frames = held_out_frames(frames_source, config.eval.num_frames)
     eval_first = (held_out_references(frames_source, config.eval.num_frames)
                   if getattr(frames_source, "has_references", False) else None)
     eval_references = eval_first if model.reference_conditioning else None
-    images = MetricWriter(os.path.join(workdir, "images"))
+    images = MetricWriter(os.path.join(sharding.process_dir(workdir), "images"))
 
     def eval_fn(state: EmaTrainState) -> dict[str, float]:
         metrics, recons = evaluation.evaluate(
-            model, state.ema_params, eval_frames, lpips_params=lpips_params,
+            model, sharding.host_local(state.ema_params), eval_frames, lpips_params=lpips_params,
             batch_size=config.eval.batch_size, num_views=config.input.num_views,
             references=eval_references, first_frames=eval_first)
         pick = evaluation.grid_indices(len(eval_frames), config.eval.grid_frames)
@@ -205,16 +211,19 @@ def train_and_evaluate(config, workdir: str, frames_source: FrameSource) -> EmaT
         images.write_images(int(state.step), {"held_out/originals_over_reconstructions": grid})
         return metrics
 
-    state = train_loop(state, make_step(config, model, tx, mesh, lpips_params),
-                       make_batch_fn(config, frames_source, references=needs_first_frames(
-                           config, model)), workdir=workdir,
+    batch_fn = make_batch_fn(config, frames_source,
+                             references=needs_first_frames(config, model))
+    state = train_loop(state, make_step(config, model, tx, mesh, lpips_params, state_sharding),
+                       lambda step: sharding.global_batch(batch_fn(step), mesh), workdir=workdir,
                        num_steps=config.num_steps, log_every_steps=config.log_every_steps,
                        checkpoint_every_steps=config.checkpoint_every_steps, desc="tokenizer",
                        eval_fn=eval_fn, eval_every_steps=config.eval_every_steps,
                        checkpoint_meta=model_fingerprint(config))
     images.close()
-    evaluate_held_out(config, model, state.ema_params, frames_source,
-                      os.path.join(workdir, "eval"), lpips_params, step=int(state.step))
+    ema_params = sharding.host_local(state.ema_params)  # a collective: every process joins
+    if sharding.is_primary():
+        evaluate_held_out(config, model, ema_params, frames_source,
+                          os.path.join(workdir, "eval"), lpips_params, step=int(state.step))
     return state
 
 

@@ -1,1 +1,2 @@
-"""Shared infrastructure: checkpoints, metrics, progress, PRNG plumbing, run provenance, train loop."""
+"""Shared infrastructure: checkpoints, metrics, progress, PRNG plumbing, run provenance, train
+loop, sharding."""

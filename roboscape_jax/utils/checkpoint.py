@@ -54,7 +54,8 @@ class Checkpointer:
         """
         if not force and step % self.save_interval_steps:
             return False
-        state = jax.device_get(state)
+        if jax.process_count() == 1:  # one process: host copies; several: each writes its shards
+            state = jax.device_get(state)
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(dict(meta or {}))
         )

@@ -32,7 +32,8 @@ _PACKAGES = (
 
 
 def package_versions(packages: tuple[str, ...] = _PACKAGES) -> dict[str, str | None]:
-    """Installed versions (None for a package that is not installed, e.g. mani_skill on a GPU box)."""
+    """Installed versions (None for a package that is not installed, e.g. mani_skill on a GPU
+    box)."""
     versions = {}
     for name in packages:
         try:

@@ -17,6 +17,7 @@ import optax
 from flax import struct
 
 from roboscape_jax.types import PRNGKey, PyTree
+from roboscape_jax.utils import sharding
 from roboscape_jax.utils.checkpoint import Checkpointer
 from roboscape_jax.utils.metrics import MetricWriter
 from roboscape_jax.utils.progress import Progress
@@ -33,7 +34,8 @@ class TrainState(struct.PyTreeNode):
     rng: PRNGKey
 
 
-def create_train_state(params: PyTree, tx: optax.GradientTransformation, rng: PRNGKey) -> TrainState:
+def create_train_state(params: PyTree, tx: optax.GradientTransformation,
+                       rng: PRNGKey) -> TrainState:
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                       rng=rng)
 
@@ -57,7 +59,8 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation) -> Callab
 
 
 def check_finite(metrics: Mapping[str, float], first_step: int, last_step: int) -> None:
-    """Raises FloatingPointError naming the metric and the step range where it stopped being finite."""
+    """Raises FloatingPointError naming the metric and the step range where it stopped being
+    finite."""
     bad = [name for name, value in metrics.items() if not math.isfinite(value)]
     if bad:
         raise FloatingPointError(
@@ -88,7 +91,8 @@ def train_loop(state: TrainState, train_step: Callable, batch_fn: Callable[[int]
         state, meta = ckpt.restore(state)
         print(f"{desc}: resumed from step {start} (data position {meta['data_position']})",
               flush=True)
-    writer = MetricWriter(workdir, resume_step=start if start else None)
+    # process 0 logs into workdir, the others (multi-host) into workdir/process_<i>
+    writer = MetricWriter(sharding.process_dir(workdir), resume_step=start if start else None)
     progress = Progress(num_steps, desc, start=start, every_s=progress_every_s, unit="steps")
     last_logged = start
     for step in range(start, num_steps):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -105,9 +105,11 @@ def make_loss_fn(config, model: WorldModel):
     return loss_fn
 
 
-def make_step(config, model: WorldModel, tx, mesh):
-    """`step(state, batch) -> (state, metrics)`, data-parallel over `mesh`."""
-    return sharding.data_parallel_jit(make_train_step(make_loss_fn(config, model), tx), mesh)
+def make_step(config, model: WorldModel, tx, mesh, state_sharding=None):
+    """`step(state, batch) -> (state, metrics)`, data-parallel over `mesh`; the state placed as
+    `state_sharding` says (default replicated; `sharding.state_shardings` for FSDP)."""
+    return sharding.data_parallel_jit(make_train_step(make_loss_fn(config, model), tx), mesh,
+                                      state_sharding=state_sharding)
 
 
 def make_eval_step(config, model: WorldModel, copy_penalty: float = 0.0):
@@ -167,10 +169,14 @@ def evaluate(eval_step, params: PyTree, windows: Mapping[str, np.ndarray],
             "num_windows": float(len(pred))}
 
 
-def train_and_evaluate(config, workdir: str,
-                       episodes: Mapping[str, Sequence[data.Episode]]) -> TrainState:
+def train_and_evaluate(config, workdir: str, episodes: Mapping[str, Sequence[data.Episode]], *,
+                       parallel: Mapping[str, Any] | None = None) -> TrainState:
     """Trains to `config.num_steps` on episodes["train"] (resuming from `workdir`), evaluating on
-    episodes["held_out"]; writes `workdir/eval/metrics.json` at the end."""
+    episodes["held_out"]; writes `workdir/eval/metrics.json` at the end.
+
+    `parallel` (the launchers' `parallel` section): {"fsdp": bool, "fsdp_min_size": int}; FSDP
+    changes where the state lives, never the numbers, so it is not part of the model's config.
+    Data-parallel over every device of every process (`sharding`)."""
     m = config.model
     if m.get("margin_inputs", False):
         data.require_margins([ep for eps in episodes.values() for ep in eps])
@@ -181,7 +187,8 @@ def train_and_evaluate(config, workdir: str,
     if m.control == "action" and config.input.get("normalize_actions", False):
         stats = load_or_write_action_stats(workdir, episodes["train"])
     model, tx = create_model(m, stats), make_optimizer(config)
-    state = sharding.replicate(init_state(config, model, tx), mesh)
+    state, state_sharding = sharding.place_parallel_state(init_state(config, model, tx), mesh,
+                                                          parallel)
     batch_fn = data.make_batch_fn(episodes["train"], batch_size=config.input.batch_size,
                                   num_frames=m.num_frames, seed=config.seed, control=m.control,
                                   pad_start=config.input.pad_start,
@@ -192,16 +199,19 @@ def train_and_evaluate(config, workdir: str,
     eval_step = make_eval_step(config, model)
 
     def eval_fn(state: TrainState) -> dict[str, float]:
-        return evaluate(eval_step, state.params, windows, config.eval.batch_size, m.num_bits)
+        return evaluate(eval_step, sharding.host_local(state.params), windows,
+                        config.eval.batch_size, m.num_bits)
 
-    state = train_loop(state, make_step(config, model, tx, mesh), batch_fn, workdir=workdir,
+    state = train_loop(state, make_step(config, model, tx, mesh, state_sharding),
+                       lambda step: sharding.global_batch(batch_fn(step), mesh), workdir=workdir,
                        num_steps=config.num_steps, log_every_steps=config.log_every_steps,
                        checkpoint_every_steps=config.checkpoint_every_steps,
                        desc=f"world_model:{m.control}", eval_fn=eval_fn,
                        eval_every_steps=config.eval_every_steps,
                        checkpoint_meta=model_fingerprint(config))
-    write_json(os.path.join(workdir, "eval", "metrics.json"),
-               {**eval_fn(state), "step": int(state.step)})
+    metrics = {**eval_fn(state), "step": int(state.step)}
+    if sharding.is_primary():
+        write_json(os.path.join(workdir, "eval", "metrics.json"), metrics)
     return state
 
 

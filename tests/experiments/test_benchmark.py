@@ -20,11 +20,13 @@ def _config(*overrides):
 
 
 def test_benchmark_rows_flops_and_files(tmp_path):
-    c = _config("--config.sections=('peak','tokenizer','env')", "--config.env_batches=(1,)")
+    c = _config("--config.sections=('peak','tokenizer','world_model_train','env')",
+                "--config.env_batches=(1,)")
     result = benchmark.run_benchmarks(c, str(tmp_path))
     rows = {(r["section"], r.get("batch")): r for r in result["rows"]}
     assert not [r for r in result["rows"] if "error" in r], result["rows"]
     assert result["peak_flops_per_s"]["float32"] > 0
+    assert rows[("world_model_train", 4)]["per_s"] > 0  # the model reads bit margins
     env = rows[("env", 1)]
     assert env["gflop_per_call"] > 0 and env["per_s"] > 0 and 0 < env["utilisation"] < 2
     encode = [r for r in result["rows"] if r["what"].startswith("encode")][0]

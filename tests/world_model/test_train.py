@@ -154,22 +154,28 @@ episodes = data.synthetic_episodes(6, grid=(16, 8), num_bits=6)
 batch_fn = data.make_batch_fn(episodes, batch_size=8, num_frames=3, seed=0)
 model = train.create_model(config.model)
 tx = train.make_optimizer(config)
-losses = {}
-for n in (1, 4):
+losses, split = {}, 0
+for name, n, fsdp in (("one", 1, False), ("four", 4, False), ("fsdp", 4, True)):
     mesh = sharding.data_mesh(jax.devices()[:n])
-    state = sharding.replicate(train.init_state(config, model, tx), mesh)
-    step = train.make_step(config, model, tx, mesh)
-    losses[n] = []
+    # the debug model's leaves are small: split every leaf of >= 256 entries
+    state, shardings = sharding.place_parallel_state(
+        train.init_state(config, model, tx), mesh, {"fsdp": fsdp, "fsdp_min_size": 256})
+    step = train.make_step(config, model, tx, mesh, shardings)
+    losses[name] = []
     for i in range(10):
         batch = sharding.shard_batch(batch_fn(i), mesh)
         state, metrics = step(state, batch)
-        losses[n].append(float(metrics["loss"]))
-print(json.dumps({"devices": len(jax.devices()), "one": losses[1], "four": losses[4]}))
+        losses[name].append(float(metrics["loss"]))
+    if fsdp:  # leaves really are split, and stay split after the steps
+        split = sum(len(x.sharding.spec) > 0 and x.addressable_shards[0].data.size < x.size
+                    for x in jax.tree.leaves(state.params))
+print(json.dumps({"devices": len(jax.devices()), **losses, "split_leaves": split}))
 """
 
 
 def test_four_devices_match_one_device_for_ten_steps():
-    """Issue 9: data-parallel training over 4 (fake CPU) devices gives the 1-device losses."""
+    """Issue 9: data-parallel training over 4 (fake CPU) devices, replicated or FSDP, gives
+    the 1-device losses."""
     import subprocess
     import sys
 
@@ -185,3 +191,6 @@ def test_four_devices_match_one_device_for_ten_steps():
     assert result["devices"] == 4 and len(one) == len(four) == 10
     assert len(set(one)) > 1  # the loss moves: the steps really trained
     np.testing.assert_allclose(four, one, rtol=1e-5)
+    # FSDP (parameters and Adam moments split over the 4 devices) changes placement only
+    assert result["split_leaves"] > 0
+    np.testing.assert_allclose(result["fsdp"], one, rtol=1e-5)
