@@ -81,12 +81,11 @@ def pipeline_config() -> ml_collections.ConfigDict:
         reward_fit_steps=2000))  # embedding / proxy reward baselines: AdamW steps of their MLPs
 
     # Behaviour cloning (issue 7) on tokenized frames, as the world-model env and the ManiSkill
-    # adapter show them; `sft.model` is the policy PPO starts from. About 5-7 min on 2 CPU cores
-    # (estimated from compiled FLOPs): ~12k frames through the tokenizer (~1 GFLOP each) about
-    # 3-4 min, 1500 steps at batch 64 (1.85 GFLOP each) about 2 min.
+    # adapter show them; `sft.model` is the policy PPO starts from. 4.9 min on 2 idle CPU cores
+    # (2026-12-01): the frames through the tokenizer, then 5000 steps at batch 64 (~30 steps/s).
     config.sft = sft_config("tiny")
     config.sft.observation_frames = "tokenized"
-    config.sft.update(num_steps=1500, checkpoint_every_steps=250, eval_every_steps=500)
+    config.sft.update(checkpoint_every_steps=500, eval_every_steps=1000)
 
     # PPO in the action world model from the SFT policy (issue 7). Budget about 15 min: 12 updates
     # of 16 scenes x 32 steps at the measured 7.6 env steps/s (README) are 13.5 min, plus the 16
