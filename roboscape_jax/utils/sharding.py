@@ -73,12 +73,6 @@ def state_shardings(state: PyTree, mesh: Mesh, *, fsdp: bool = False,
                                                                 min_size)), state)
 
 
-def place_state(state: PyTree, mesh: Mesh, *, fsdp: bool = False,
-                min_size: int = FSDP_MIN_SIZE) -> PyTree:
-    """Puts `state` on `mesh`: whole on every device, or FSDP-split with `fsdp`."""
-    return jax.device_put(state, state_shardings(state, mesh, fsdp=fsdp, min_size=min_size))
-
-
 def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
     """Places every leaf of `tree` whole on every device of `mesh`."""
     return jax.device_put(tree, replicated(mesh))

@@ -275,21 +275,23 @@ class WorldModel(nn.Module):
         if token_mask is not None:
             chex.assert_equal_shape([tokens, token_mask])
         ctrl, ctrl_mask = self._control_tokens(control, control_mask)
-        embedded = self._embed(tokens, token_mask)  # [B, T, K, D]
+        # the frames embedded, run through the transformer and scored: all, or the last one
+        # given memory (the earlier frames are then read only for what frame t takes from t-1)
+        frames = slice(None) if memory is None else slice(t - 1, t)
+        if memory is not None and c.control == "action":
+            ctrl, ctrl_mask = ctrl[:, frames], ctrl_mask[:, frames]
+        embedded = self._embed(tokens[:, frames], None if token_mask is None
+                               else token_mask[:, frames])  # [B, T', K, D]
         if c.margin_inputs:
             if margins is None:
                 raise ValueError("this world model reads bit margins (margin_inputs=True): pass "
                                  "margins [B, T, h, w, num_bits] (the token cache's 'margins')")
-            previous_margins = self._previous_margins(margins)
+            previous_margins = self._previous_margins(margins)[:, frames]
             embedded = embedded + nn.Dense(c.width, name="margin_embedding")(
                 self._margin_features(previous_margins))
-        # the frames the transformer and the heads run on: all, or the last one given memory
-        frames = slice(None) if memory is None else slice(t - 1, t)
-        if memory is not None and c.control == "action":
-            ctrl, ctrl_mask = ctrl[:, frames], ctrl_mask[:, frames]
         x, hidden = STTransformer(c.num_frames, c.grid_height * c.grid_width, c.depth,
                                   c.num_heads, c.mlp_ratio, c.remat, jnp.dtype(c.dtype))(
-            embedded[:, frames], ctrl, ctrl_mask, memory)  # [B, T', K, D]
+            embedded, ctrl, ctrl_mask, memory)  # [B, T', K, D]
         if context_only:
             return hidden
         t_out = x.shape[1]
@@ -298,7 +300,7 @@ class WorldModel(nn.Module):
         logits = nn.DenseGeneral((c.num_factors, c.vocab_per_factor), name="logits")(x)
         logits = logits.astype(jnp.float32)
         if c.margin_inputs and c.predict_change:
-            logits = logits + self._flip_prior(x, previous_margins[:, frames], first)
+            logits = logits + self._flip_prior(x, previous_margins, first)
         if c.predict_change:
             logits = self._change_to_code_logits(logits, previous)
         if c.copy_bias_init:
