@@ -6,7 +6,7 @@ import pytest
 
 from experiments.configs.tokenizer import tokenizer_config
 from experiments.configs.world_model import world_model_config
-from roboscape_jax.env import EnvConfig, Scenes, WorldModelEnv
+from roboscape_jax.env import EnvConfig, ObservationAdapter, Scenes, WorldModelEnv
 from roboscape_jax.tokenizer.losses import load_lpips_params
 from roboscape_jax.tokenizer.model import create_model as create_tokenizer
 from roboscape_jax.world_model.model import create_model as create_world_model
@@ -18,6 +18,12 @@ NUM_SCENES, MAX_STEPS = 3, 3
 @pytest.fixture(scope="module", autouse=True)
 def _fast_compiles(fast_compiles):
     yield
+
+
+def adapter_like(env: WorldModelEnv, tokenizer_model) -> ObservationAdapter:
+    """The simulator-side adapter with `env`'s gripper proxy settings."""
+    return ObservationAdapter(tokenizer_model, gripper_rate=env.config.gripper_rate,
+                              initial_gripper=env.config.initial_gripper)
 
 
 def init_world_model(control: str, **overrides):

@@ -8,13 +8,13 @@ import pytest
 
 from roboscape_jax.env import ObservationAdapter, observation_frames
 from roboscape_jax.policies.image import ImageActorCritic
+from tests.env.conftest import adapter_like
 
 
 def test_adapter_reset_matches_the_world_model_env(env_and_params, tokenizer):
     env, params = env_and_params
     tok, tok_params = tokenizer
-    adapter = ObservationAdapter(tok, gripper_rate=env.config.gripper_rate,
-                                 initial_gripper=env.config.initial_gripper)
+    adapter = adapter_like(env, tok)
     env_obs, _ = env.reset_to(jnp.asarray(1), params)
     real_frame = np.asarray(params.scenes.initial_frame[1])  # the "rendered" frame of scene 1
     obs, state = adapter.reset(tok_params, real_frame, params.scenes.instruction[1])
@@ -39,8 +39,7 @@ def test_adapter_reset_matches_the_world_model_env(env_and_params, tokenizer):
 def test_adapter_step_integrates_the_gripper_as_the_env_does(env_and_params, tokenizer):
     env, params = env_and_params
     tok, tok_params = tokenizer
-    adapter = ObservationAdapter(tok, gripper_rate=env.config.gripper_rate,
-                                 initial_gripper=env.config.initial_gripper)
+    adapter = adapter_like(env, tok)
     frame = np.asarray(params.scenes.goal_frame[0])
     _, env_state = env.reset_to(jnp.asarray(0), params)
     _, state = adapter.reset(tok_params, frame, params.scenes.instruction[0])

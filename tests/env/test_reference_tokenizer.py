@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from experiments.configs.tokenizer import tokenizer_config
-from roboscape_jax.env import EnvConfig, ObservationAdapter, WorldModelEnv, make_scenes
+from roboscape_jax.env import EnvConfig, WorldModelEnv, make_scenes
 from roboscape_jax.env.observation import observation_frames
 from roboscape_jax.tokenizer.api import decode, to_uint8
 from roboscape_jax.tokenizer.losses import load_lpips_params
 from roboscape_jax.tokenizer.model import create_model, init_params
 from roboscape_jax.tokenizer.tokenize import frame_margins
-from tests.env.conftest import init_world_model, random_scenes
+from tests.env.conftest import adapter_like, init_world_model, random_scenes
 
 KEY = jax.random.PRNGKey(0)
 
@@ -54,8 +54,7 @@ def test_env_decodes_and_re_encodes_with_the_scenes_first_frame(ref_env):
 def test_adapter_keeps_the_first_render_as_reference(ref_env, ref_tokenizer):
     env, params = ref_env
     tok, tok_params = ref_tokenizer
-    adapter = ObservationAdapter(tok, gripper_rate=env.config.gripper_rate,
-                                 initial_gripper=env.config.initial_gripper)
+    adapter = adapter_like(env, tok)
     env_obs, _ = env.reset_to(jnp.int32(2), params)
     first = np.asarray(params.scenes.initial_frame[2])
     obs, state = adapter.reset(tok_params, first, params.scenes.instruction[2])
