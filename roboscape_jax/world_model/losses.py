@@ -52,7 +52,10 @@ def masked_token_cross_entropy(logits: jax.Array, targets: jax.Array, mask: jax.
     num_factors = logits.shape[-2]
     sub = index_to_subcodes(targets, num_factors * _bits_per_factor(logits), num_factors)
     log_p = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    nll = -jnp.take_along_axis(log_p, sub[..., None], axis=-1)[..., 0].sum(-1)  # [B, T, h, w]
+    # the target's log-probability through a one-hot product (exact: one term is nonzero); the
+    # gradient of a gather would be a scatter, several times slower on the CPU
+    target = jax.nn.one_hot(sub, logits.shape[-1], dtype=log_p.dtype)
+    nll = -jnp.sum(log_p * target, axis=(-2, -1))  # [B, T, h, w]
     w = mask.astype(jnp.float32) * (1.0 if weights is None else weights)
     return _masked_mean(nll, w)
 

@@ -29,6 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from roboscape_jax.layers import Dense, DenseGeneral
 from roboscape_jax.tokenizer.model import index_to_bits, index_to_subcodes
 from roboscape_jax.types import PyTree
 from roboscape_jax.utils.config import dataclass_from_config
@@ -157,6 +158,36 @@ class TextControl(nn.Module):
         return tokens[:, None], mask.astype(bool)[:, None]
 
 
+def _xor_gather(x: jax.Array, code: jax.Array) -> jax.Array:
+    # one flat index per element: take_along_axis's N-D indices, shared by the forward and the
+    # backward gather, were materialised (5 ints per logit) and cost 5x the gathers themselves
+    vocab = x.shape[-1]
+    rows = jnp.arange(code.size, dtype=jnp.int32)[:, None] * vocab
+    index = rows + (jnp.arange(vocab, dtype=jnp.int32) ^ code.reshape(-1, 1).astype(jnp.int32))
+    return jnp.take(x.reshape(-1), index.reshape(-1), mode="clip").reshape(x.shape)
+
+
+@jax.custom_vjp
+def xor_permute(x: jax.Array, code: jax.Array) -> jax.Array:
+    """out[..., v] = x[..., v XOR code]: x [..., V] (V a power of 2), code int [...].
+
+    XOR by a fixed code is its own inverse, so the gradient is the same gather of the cotangent;
+    autodiff of the gather would scatter-add instead, which on the CPU took a sixth of the
+    world model's training step (one index per logit)."""
+    return _xor_gather(x, code)
+
+
+def _xor_permute_fwd(x, code):
+    return _xor_gather(x, code), code
+
+
+def _xor_permute_bwd(code, g):
+    return _xor_gather(g, code), None
+
+
+xor_permute.defvjp(_xor_permute_fwd, _xor_permute_bwd)
+
+
 def _previous_frame(x: jax.Array) -> jax.Array:
     """[B, T, ...] -> [B, T, ...]: frame t-1's values at frame t, zeros at frame 0."""
     return jnp.concatenate([jnp.zeros_like(x[:, :1]), x[:, :-1]], axis=1)
@@ -215,9 +246,9 @@ class WorldModel(nn.Module):
         zero where `first` [T] (frame 0)."""
         c = self.config
         bits_f = c.num_bits // c.num_factors
-        h = nn.gelu(nn.Dense(16, name="flip_hidden")(margins[..., None]))
-        flip = nn.Dense(1, name="flip_out")(h)[..., 0]  # [B, T, K, bits]
-        flip = flip + nn.Dense(c.num_bits, name="flip_from_x")(x).astype(jnp.float32)
+        h = nn.gelu(Dense(16, name="flip_hidden")(margins[..., None]))
+        flip = Dense(1, name="flip_out")(h)[..., 0]  # [B, T, K, bits]
+        flip = flip + Dense(c.num_bits, name="flip_from_x")(x).astype(jnp.float32)
         flip = flip.reshape(*flip.shape[:-1], c.num_factors, bits_f)
         patterns = (jnp.arange(c.vocab_per_factor)[:, None] >> jnp.arange(bits_f)) & 1
         prior = jnp.einsum("ntkfi,vi->ntkfv", flip, patterns.astype(jnp.float32))
@@ -247,8 +278,7 @@ class WorldModel(nn.Module):
         """[B, T, K, F, V_f] change logits -> code logits: code v of frame t gets the logit of
         change (v XOR previous sub-code `previous` [B, T, K, F]); frame 0 (no previous frame,
         zeros) reads them as codes."""
-        change = jnp.arange(self.config.vocab_per_factor, dtype=jnp.int32) ^ previous[..., None]
-        return jnp.take_along_axis(logits, change, axis=-1)
+        return xor_permute(logits, previous)
 
     @nn.compact
     def __call__(self, tokens: jax.Array, control: jax.Array, control_mask: jax.Array | None = None,
@@ -287,7 +317,7 @@ class WorldModel(nn.Module):
                 raise ValueError("this world model reads bit margins (margin_inputs=True): pass "
                                  "margins [B, T, h, w, num_bits] (the token cache's 'margins')")
             previous_margins = self._previous_margins(margins)[:, frames]
-            embedded = embedded + nn.Dense(c.width, name="margin_embedding")(
+            embedded = embedded + Dense(c.width, name="margin_embedding")(
                 self._margin_features(previous_margins))
         x, hidden = STTransformer(c.num_frames, c.grid_height * c.grid_width, c.depth,
                                   c.num_heads, c.mlp_ratio, c.remat, jnp.dtype(c.dtype))(
@@ -297,7 +327,7 @@ class WorldModel(nn.Module):
         t_out = x.shape[1]
         first = (jnp.arange(t) == 0)[frames]  # frame 0 has no previous frame
         previous = self._previous_subcodes(tokens)[:, frames]  # [B, T', K, F]
-        logits = nn.DenseGeneral((c.num_factors, c.vocab_per_factor), name="logits")(x)
+        logits = DenseGeneral((c.num_factors, c.vocab_per_factor), name="logits")(x)
         logits = logits.astype(jnp.float32)
         if c.margin_inputs and c.predict_change:
             logits = logits + self._flip_prior(x, previous_margins, first)
@@ -309,8 +339,8 @@ class WorldModel(nn.Module):
                                 c.vocab_per_factor)
         pooled = x.mean(axis=2)  # [B, T', D]: what the done head (and reward baselines) read
         self.sow("intermediates", "frame_embedding", pooled.astype(jnp.float32))
-        h = nn.gelu(nn.Dense(c.done_hidden, name="done_hidden")(pooled))
-        done_logit = nn.Dense(1, name="done_out")(h)[..., 0].astype(jnp.float32)
+        h = nn.gelu(Dense(c.done_hidden, name="done_hidden")(pooled))
+        done_logit = Dense(1, name="done_out")(h)[..., 0].astype(jnp.float32)
         chex.assert_shape(done_logit, (b, t_out))
         return WorldModelOutput(logits, jax.nn.sigmoid(done_logit), done_logit)
 

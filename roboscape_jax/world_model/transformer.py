@@ -21,6 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from roboscape_jax.layers import Dense, MultiHeadDotProductAttention
+
 
 class Mlp(nn.Module):
     """Dense(mlp_ratio * D) -> GELU -> Dense(D)."""
@@ -31,8 +33,8 @@ class Mlp(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         width = x.shape[-1]
-        h = nn.gelu(nn.Dense(self.mlp_ratio * width, dtype=self.dtype)(x))
-        return nn.Dense(width, dtype=self.dtype)(h)
+        h = nn.gelu(Dense(self.mlp_ratio * width, dtype=self.dtype)(x))
+        return Dense(width, dtype=self.dtype)(h)
 
 
 class STBlock(nn.Module):
@@ -48,9 +50,8 @@ class STBlock(nn.Module):
     mlp_ratio: int = 4
     dtype: Any = jnp.float32
 
-    def _attention(self, name: str) -> nn.MultiHeadDotProductAttention:
-        return nn.MultiHeadDotProductAttention(num_heads=self.num_heads, dtype=self.dtype,
-                                               deterministic=True, name=name)
+    def _attention(self, name: str) -> MultiHeadDotProductAttention:
+        return MultiHeadDotProductAttention(self.num_heads, dtype=self.dtype, name=name)
 
     @nn.compact
     def __call__(self, x: jax.Array, control: jax.Array, control_mask: jax.Array,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from roboscape_jax.world_model import losses
-from roboscape_jax.world_model.model import WorldModel, WorldModelConfig
+from roboscape_jax.world_model.model import WorldModel, WorldModelConfig, xor_permute
 from roboscape_jax.world_model.transformer import STBlock
 from tests.world_model.conftest import TINY, make_model, random_inputs
 
@@ -101,6 +101,20 @@ def test_change_head_reads_its_classes_as_flips_of_the_previous_code():
         predicted = losses.predicted_tokens(model.apply(forced, tokens, actions).logits)
         np.testing.assert_array_equal(predicted[:, 1:], expected)
     assert "bit_embedding" in params["params"]
+
+
+def test_xor_permute_and_its_gradient_match_the_gather():
+    """xor_permute's hand-written backward (the same gather, XOR being its own inverse) gives
+    autodiff's gradient of the plain gather."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 5, 16))
+    code = jax.random.randint(jax.random.PRNGKey(1), (3, 5), 0, 16)
+    gather = lambda x: jnp.take_along_axis(x, jnp.arange(16) ^ code[..., None], axis=-1)  # noqa
+    np.testing.assert_array_equal(xor_permute(x, code), gather(x))
+    assert xor_permute(x, code)[1, 2, 3] == x[1, 2, 3 ^ int(code[1, 2])]
+    weights = jax.random.normal(jax.random.PRNGKey(2), x.shape)
+    loss = lambda f: lambda x: jnp.sum(jnp.tanh(f(x)) * weights)  # noqa: E731
+    np.testing.assert_allclose(jax.grad(loss(lambda x: xor_permute(x, code)))(x),
+                               jax.grad(loss(gather))(x), rtol=1e-6)
 
 
 def _margin_model():

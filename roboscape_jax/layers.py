@@ -1,0 +1,115 @@
+"""Dense, DenseGeneral and multi-head attention with flax's parameters (same names, shapes and
+initialisation, so checkpoints of either load in the other) whose bias gradient comes out of the
+kernel's gradient product.
+
+Why: autodiff turns a bias broadcast over N rows into a sum over those rows, and XLA:CPU runs that
+column reduction 20-50x slower than a matrix product of the same size (measured here: [8192, 1024]
+33 ms vs 0.7 ms). `affine`'s backward computes [x, 1]^T g, one GEMM whose last row is the bias's
+gradient: the world model's training step on 2 CPU cores went from about 1.1 s to 0.75 s. Values
+and gradients equal flax's (tests hold them to each other).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@jax.custom_vjp
+def affine(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+    """x [..., *I] contracted with kernel [*I, *O] over I, plus bias [*O]."""
+    return _affine(x, kernel, bias)
+
+
+def _affine(x, kernel, bias):
+    n_in = kernel.ndim - bias.ndim
+    contract = tuple(range(x.ndim - n_in, x.ndim))
+    return jax.lax.dot_general(x, kernel, ((contract, tuple(range(n_in))), ((), ()))) + bias
+
+
+def _affine_fwd(x, kernel, bias):
+    return _affine(x, kernel, bias), (x, kernel, bias)
+
+
+def _affine_bwd(res, g):
+    x, kernel, bias = res
+    bias_shape = bias.shape
+    n_in = kernel.ndim - bias.ndim
+    d_in, d_out = int(np.prod(kernel.shape[:n_in])), int(np.prod(bias_shape))
+    x2, g2 = x.reshape(-1, d_in), g.reshape(-1, d_out)
+    # [x, 1]^T g: the kernel's gradient and, in its last row, the bias's (one GEMM)
+    xa = jnp.concatenate([x2, jnp.ones((x2.shape[0], 1), x2.dtype)], axis=1)
+    dkb = jax.lax.dot_general(xa, g2, (((0,), (0,)), ((), ())))
+    dx = (g2 @ kernel.reshape(d_in, d_out).T).reshape(x.shape)
+    return dx, dkb[:d_in].reshape(kernel.shape), dkb[d_in].reshape(bias_shape)
+
+
+affine.defvjp(_affine_fwd, _affine_bwd)
+
+
+def _flat_init(init, in_shape: Sequence[int], out_shape: Sequence[int]):
+    """flax DenseGeneral's kernel initialisation: `init` on (prod(in), prod(out)), reshaped."""
+
+    def wrapped(rng, shape, dtype=jnp.float32):
+        flat = (int(np.prod(in_shape)), int(np.prod(out_shape)))
+        return jnp.reshape(init(rng, flat, dtype), shape)
+
+    return wrapped
+
+
+class DenseGeneral(nn.Module):
+    """flax.linen.DenseGeneral over the trailing `num_axes` input axes (no batch dims)."""
+
+    features: int | Sequence[int]
+    num_axes: int = 1
+    use_bias: bool = True
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    kernel_init: Any = nn.initializers.lecun_normal()
+    bias_init: Any = nn.initializers.zeros_init()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        features = (self.features,) if isinstance(self.features, int) else tuple(self.features)
+        in_shape = x.shape[x.ndim - self.num_axes:]
+        kernel = self.param("kernel", _flat_init(self.kernel_init, in_shape, features),
+                            in_shape + features, self.param_dtype)
+        bias = (self.param("bias", lambda rng, shape, dtype: jnp.reshape(
+                    self.bias_init(rng, (int(np.prod(shape)),), dtype), shape),
+                    features, self.param_dtype) if self.use_bias else None)
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        if self.use_bias:
+            return affine(x, kernel, bias)
+        contract = tuple(range(x.ndim - self.num_axes, x.ndim))
+        return jax.lax.dot_general(x, kernel, ((contract, tuple(range(self.num_axes))), ((), ())))
+
+
+class Dense(DenseGeneral):
+    """flax.linen.Dense (same parameters); `features` an int."""
+
+    features: int = 0
+
+
+class MultiHeadDotProductAttention(nn.Module):
+    """flax.linen.MultiHeadDotProductAttention without dropout (query/key/value/out projections
+    of the same shapes; `nn.dot_product_attention` in between)."""
+
+    num_heads: int
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, inputs_q: jax.Array, inputs_kv: jax.Array | None = None,
+                 mask: jax.Array | None = None) -> jax.Array:
+        inputs_kv = inputs_q if inputs_kv is None else inputs_kv
+        d = inputs_q.shape[-1]
+        if d % self.num_heads:
+            raise ValueError(f"width {d} is not divisible by {self.num_heads} heads")
+        heads = (self.num_heads, d // self.num_heads)
+        proj = lambda name, x: DenseGeneral(heads, dtype=self.dtype, name=name)(x)  # noqa: E731
+        out = nn.dot_product_attention(proj("query", inputs_q), proj("key", inputs_kv),
+                                       proj("value", inputs_kv), mask=mask, dtype=self.dtype)
+        return DenseGeneral(d, num_axes=2, dtype=self.dtype, name="out")(out)

@@ -1,0 +1,56 @@
+"""roboscape_jax.layers against the flax modules they stand in for: the same parameter tree and
+initialisation, outputs and gradients (their backward passes differ, their values must not)."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from roboscape_jax import layers
+
+X = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 8, 16))
+KV = jax.random.normal(jax.random.PRNGKey(1), (2, 3, 5, 16))
+MASK = jax.random.uniform(jax.random.PRNGKey(2), (2, 3, 1, 8, 5)) > 0.3
+
+CASES = {
+    "dense": (nn.Dense(24), layers.Dense(24), (X,), {}),
+    "dense_no_bias": (nn.Dense(24, use_bias=False), layers.Dense(24, use_bias=False), (X,), {}),
+    "dense_general": (nn.DenseGeneral((2, 32)), layers.DenseGeneral((2, 32)), (X,), {}),
+    "dense_general_2_axes": (nn.DenseGeneral(7, axis=(-2, -1)),
+                             layers.DenseGeneral(7, num_axes=2), (X,), {}),
+    "attention": (nn.MultiHeadDotProductAttention(num_heads=4, deterministic=True),
+                  layers.MultiHeadDotProductAttention(4), (X, KV), {"mask": MASK}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_layer_matches_flax(name):
+    theirs, ours, args, kwargs = CASES[name]
+    p_theirs = theirs.init(jax.random.PRNGKey(3), *args, **kwargs)
+    p_ours = ours.init(jax.random.PRNGKey(3), *args, **kwargs)
+    assert jax.tree.structure(p_theirs) == jax.tree.structure(p_ours)
+    for a, b in zip(jax.tree.leaves(p_theirs), jax.tree.leaves(p_ours)):
+        np.testing.assert_array_equal(a, b)
+    # nonzero biases, so their gradient path is exercised
+    params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.PRNGKey(9), p.shape),
+                          p_theirs)
+    loss = lambda module: lambda p: jnp.sum(jnp.sin(module.apply(p, *args, **kwargs)))  # noqa
+    np.testing.assert_allclose(ours.apply(params, *args, **kwargs),
+                               theirs.apply(params, *args, **kwargs), rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(jax.grad(loss(theirs))(params)),
+                    jax.tree.leaves(jax.grad(loss(ours))(params))):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_affine_input_gradient_matches_autodiff():
+    kernel = jax.random.normal(jax.random.PRNGKey(4), (16, 2, 3))
+    bias = jax.random.normal(jax.random.PRNGKey(5), (2, 3))
+    plain = lambda x: jnp.sum(jnp.tanh(jnp.einsum("btki,ifo->btkfo", x, kernel) + bias))  # noqa
+    ours = lambda x: jnp.sum(jnp.tanh(layers.affine(x, kernel, bias)))  # noqa
+    np.testing.assert_allclose(jax.grad(ours)(X), jax.grad(plain)(X), rtol=1e-5, atol=1e-6)
+
+
+def test_attention_rejects_a_width_the_heads_do_not_divide():
+    with pytest.raises(ValueError, match="not divisible by 3 heads"):
+        layers.MultiHeadDotProductAttention(3).init(jax.random.PRNGKey(0), X)
