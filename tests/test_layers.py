@@ -30,7 +30,7 @@ def test_layer_matches_flax(name):
     p_theirs = theirs.init(jax.random.PRNGKey(3), *args, **kwargs)
     p_ours = ours.init(jax.random.PRNGKey(3), *args, **kwargs)
     assert jax.tree.structure(p_theirs) == jax.tree.structure(p_ours)
-    for a, b in zip(jax.tree.leaves(p_theirs), jax.tree.leaves(p_ours)):
+    for a, b in zip(jax.tree.leaves(p_theirs), jax.tree.leaves(p_ours), strict=True):
         np.testing.assert_array_equal(a, b)
     # nonzero biases, so their gradient path is exercised
     params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.PRNGKey(9), p.shape),
@@ -39,7 +39,7 @@ def test_layer_matches_flax(name):
     np.testing.assert_allclose(ours.apply(params, *args, **kwargs),
                                theirs.apply(params, *args, **kwargs), rtol=1e-5, atol=1e-6)
     for a, b in zip(jax.tree.leaves(jax.grad(loss(theirs))(params)),
-                    jax.tree.leaves(jax.grad(loss(ours))(params))):
+                    jax.tree.leaves(jax.grad(loss(ours))(params)), strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
 
 
