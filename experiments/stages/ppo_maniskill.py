@@ -6,13 +6,16 @@ The simulator runs one episode at a time outside jit (`data_pipeline.policy_eval
 goes through the observation adapter (tokenizer encode -> decode, as SFT and the world-model env
 show the policy); the policy step and the PPO update are jitted (`roboscape_jax.rl.external`).
 An episode ends at success (terminated) or after `max_steps` (truncated, bootstrapped). After
-each update the train state, the PRNG key and the episode counter are checkpointed
+each update the train state, the PRNG key, the episode counter and the training wall time so far
+are checkpointed
 (`checkpoints/`, readable by `policies.loading.restore_policy`) and one `metrics.jsonl` row is
-written; a resumed run starts a fresh episode.
+written; a resumed run starts a fresh episode. With `match_wall_time` training stops once it has
+run as long as the `ppo_world_model` stage did (or at `ppo.total_timesteps`, whichever is first).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -109,6 +112,21 @@ def episode_metrics(finished: list[tuple[float, bool]]) -> dict[str, float]:
             "num_episodes": float(len(finished))}
 
 
+def wall_time_budget(c, root: str) -> float | None:
+    """Seconds of training allowed: with `match_wall_time`, the `ppo_world_model` stage's wall
+    time (its stage.json), so both RL regimes get the same time (issue 8 compares them at equal
+    wall time); None (no limit: `ppo.total_timesteps` alone) otherwise."""
+    if not c.get("match_wall_time", False):
+        return None
+    marker = os.path.join(root, "ppo_world_model", "stage.json")
+    if not os.path.exists(marker):
+        raise FileNotFoundError(f"ppo_maniskill.match_wall_time needs the ppo_world_model "
+                                f"stage's wall time, and {marker} does not exist: run that "
+                                "stage first or set --config.ppo_maniskill.match_wall_time=False")
+    with open(marker) as f:
+        return float(json.load(f)["wall_time_s"])
+
+
 def run_ppo_maniskill(config, out_dir: str) -> dict[str, Any]:
     """Trains (or resumes) PPO in the simulator; returns the last update's figures."""
     from data_pipeline import policy_eval  # needs ManiSkill
@@ -139,10 +157,13 @@ def run_ppo_maniskill(config, out_dir: str) -> dict[str, Any]:
     state = {"train_state": create_train_state(ppo, policy, params),
              "rng": jax.random.PRNGKey(config.seed), "episode": jnp.zeros((), jnp.int32)}
     ckpt = Checkpointer(os.path.join(out_dir, "checkpoints"))
-    done = ckpt.latest_step() or 0
+    done, trained_s = ckpt.latest_step() or 0, 0.0
     if done:
-        state = ckpt.restore(state)[0]
-        print(f"ppo_maniskill: resumed after update {done}", flush=True)
+        state, meta = ckpt.restore(state)
+        trained_s = float(meta.get("train_wall_s", 0.0))
+        print(f"ppo_maniskill: resumed after update {done} ({trained_s:.0f} s trained)",
+              flush=True)
+    budget_s = wall_time_budget(c, root)
     tasks = tuple(c.tasks) or tuple(config.data.tasks)
     scenes = policy_eval.eval_scenes(config.data, seed=config.seed)["ind"]
     env = policy_eval.make_eval_env(image_size=config.data.image_size,
@@ -157,7 +178,8 @@ def run_ppo_maniskill(config, out_dir: str) -> dict[str, Any]:
                         unit="updates")
     last, start = {}, time.perf_counter()
     try:
-        while done < total:
+        while done < total and (budget_s is None or trained_s < budget_s):
+            update_start = time.perf_counter()
             rng, rng_act, rng_update = jax.random.split(state["rng"], 3)
             ts = state["train_state"]
             rollout = collect(runner, act, value_fn, ts.params, rng_act, ppo.num_steps)
@@ -168,8 +190,9 @@ def run_ppo_maniskill(config, out_dir: str) -> dict[str, Any]:
             done += 1
             state = {"train_state": ts, "rng": rng,
                      "episode": jnp.asarray(runner.episode, jnp.int32)}
-            ckpt.save(done, state, {"policy_config": config.sft.model.to_dict(), "update": done},
-                      force=True)
+            trained_s += time.perf_counter() - update_start
+            ckpt.save(done, state, {"policy_config": config.sft.model.to_dict(), "update": done,
+                                    "train_wall_s": trained_s}, force=True)
             last = writer.write_scalars(done, metrics)
             progress.update(1, {k: last[k] for k in ("reward", "success_rate") if k in last})
     finally:
@@ -178,7 +201,11 @@ def run_ppo_maniskill(config, out_dir: str) -> dict[str, Any]:
         ckpt.close()
     if not last:  # finished before this call: the last logged update
         last = read_jsonl(os.path.join(out_dir, "metrics.jsonl"))[-1]
+    if budget_s is not None and done < total:
+        print(f"ppo_maniskill: stopped after update {done} of {total}: {trained_s:.0f} s "
+              f"trained, the budget is {budget_s:.0f} s", flush=True)
     summary = {**last, "updates": float(done), "env_steps": float(done * ppo.num_steps),
-               "wall_s_this_run": time.perf_counter() - start, "init": init}
+               "wall_s_this_run": time.perf_counter() - start, "train_wall_s": trained_s,
+               "wall_time_budget_s": budget_s, "init": init}
     write_json(os.path.join(out_dir, "summary.json"), summary, default=str)
     return summary

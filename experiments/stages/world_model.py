@@ -105,10 +105,11 @@ def evaluate_action(config, ctx: wm_eval.EvalContext, out_dir: str,
         splits[split], frames[split], num_context=wm.model.num_frames - 1, horizon=ev.horizon,
         starts_per_episode=ev.starts_per_episode, seed=config.seed) for split in ("val", "ood")}
     sweep, rollout_fns, val_open_loop = {}, {}, {}
+    penalised = wm_eval.make_penalised_rollout_fn(ctx, num_steps=wm.sampling.num_steps)
     for p in wm.sampling.copy_penalties:  # every decode-time setting is scored on val only
         sweep[p] = one_step("val", p)
         rollout_fns[p] = wm_eval.make_rollout_fn(ctx, num_steps=wm.sampling.num_steps,
-                                                 copy_penalty=p)
+                                                 copy_penalty=p, penalised=penalised)
         val_open_loop[p] = wm_eval.open_loop_metrics(ctx, rollout_fns[p], starts["val"],
                                                      batch_size=ev.batch_size)
     penalty = wm_eval.choose_copy_penalty(

@@ -143,15 +143,15 @@ def score_frames(ctx: EvalContext, predicted: np.ndarray, real: np.ndarray,
     return out
 
 
-def make_rollout_fn(ctx: EvalContext, *, num_steps: int, copy_penalty: float) -> Callable:
-    """A jitted (window, actions [B, H, A], key, reference=None) -> Rollout for the action model;
-    one compile serves every batch of the same shape (`rollout_fn._cache_size()` counts them).
-    `reference` uint8 [B, H, W, 3]: the clips' episode-first frames (reference-conditioned
+def make_penalised_rollout_fn(ctx: EvalContext, *, num_steps: int) -> Callable:
+    """A jitted (window, actions [B, H, A], key, reference, copy_penalty []) -> Rollout for the
+    action model: the copy penalty is an input, so a sweep over penalties compiles once.
+    `reference` uint8 [B, H, W, 3] or None: the clips' episode-first frames (reference-conditioned
     tokenizers, for the generated frames' margins)."""
 
     @jax.jit
     def rollout_fn(window: sampling.Window, actions: jax.Array, key: jax.Array,
-                   reference: jax.Array | None = None):
+                   reference: jax.Array | None, copy_penalty: jax.Array):
         def margins_fn(tokens: jax.Array) -> jax.Array:  # a generated frame's: its decoded image
             return generated_margins(ctx.tokenizer, ctx.tokenizer_params, tokens,
                                      api.reference_or_none(ctx.tokenizer, reference))
@@ -161,6 +161,22 @@ def make_rollout_fn(ctx: EvalContext, *, num_steps: int, copy_penalty: float) ->
                                 margins_fn=margins_fn if ctx.model.config.margin_inputs
                                 else None)
 
+    return rollout_fn
+
+
+def make_rollout_fn(ctx: EvalContext, *, num_steps: int, copy_penalty: float,
+                    penalised: Callable | None = None) -> Callable:
+    """(window, actions [B, H, A], key, reference=None) -> Rollout with `copy_penalty` fixed;
+    pass one `make_penalised_rollout_fn` as `penalised` to share its compiles between penalties
+    (`rollout_fn._cache_size()` counts them)."""
+    penalised = penalised or make_penalised_rollout_fn(ctx, num_steps=num_steps)
+    penalty = jnp.float32(copy_penalty)
+
+    def rollout_fn(window: sampling.Window, actions: jax.Array, key: jax.Array,
+                   reference: jax.Array | None = None):
+        return penalised(window, actions, key, reference, penalty)
+
+    rollout_fn._cache_size = penalised._cache_size
     return rollout_fn
 
 

@@ -145,11 +145,11 @@ def _sample(logits: jax.Array, key: PRNGKey, temperature: float) -> tuple[jax.Ar
 
 
 def copy_penalised(logits: jax.Array, previous: jax.Array, num_bits: int,
-                   penalty: float) -> jax.Array:
+                   penalty: float | jax.Array) -> jax.Array:
     """logits [B, K, F, V] with `penalty` subtracted from each factor's logit of the previous
     frame's sub-code (previous int [B, K]): a decode-time bias toward change, since only a few
     percent of tokens change per step and greedy decoding otherwise under-predicts motion."""
-    if not penalty:
+    if isinstance(penalty, (int, float)) and not penalty:  # a traced penalty always applies
         return logits
     sub = index_to_subcodes(previous, num_bits, logits.shape[-2])  # [B, K, F]
     return logits - penalty * jax.nn.one_hot(sub, logits.shape[-1], dtype=logits.dtype)

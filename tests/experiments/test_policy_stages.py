@@ -103,6 +103,30 @@ def test_ppo_in_maniskill_from_sft_then_resume(workdir, capsys):
     capsys.readouterr()
     again = ppo_mani.run_ppo_maniskill(config, str(workdir / "ppo_maniskill"))
     assert "resumed after update 2" in capsys.readouterr().out and again["updates"] == 3
+    assert again["train_wall_s"] > 0  # carried over the resume in the checkpoint record
+    # a wall-time budget already spent: no further update although total_timesteps allows 10
+    config.ppo_maniskill.ppo.total_timesteps = 40
+    config.ppo_maniskill.match_wall_time = True
+    budget = again["train_wall_s"] * 0.5
+    original = ppo_mani.wall_time_budget
+    ppo_mani.wall_time_budget = lambda c, root: budget
+    try:
+        capped = ppo_mani.run_ppo_maniskill(config, str(workdir / "ppo_maniskill"))
+    finally:
+        ppo_mani.wall_time_budget = original
+    assert capped["updates"] == 3 and capped["wall_time_budget_s"] == budget
+    assert "stopped after update 3 of 10" in capsys.readouterr().out
+
+
+def test_maniskill_wall_time_budget_is_the_world_model_stages(tmp_path):
+    c = tiny.get_config("debug").ppo_maniskill
+    assert ppo_mani.wall_time_budget(c, str(tmp_path)) is None  # off in debug
+    c.match_wall_time = True
+    with pytest.raises(FileNotFoundError, match="ppo_world_model.*stage.json"):
+        ppo_mani.wall_time_budget(c, str(tmp_path))
+    (tmp_path / "ppo_world_model").mkdir()
+    (tmp_path / "ppo_world_model" / "stage.json").write_text(json.dumps({"wall_time_s": 42.5}))
+    assert ppo_mani.wall_time_budget(c, str(tmp_path)) == 42.5
 
 
 def test_evaluate_in_maniskill_then_report(workdir, capsys):
