@@ -3,7 +3,7 @@
   scenes = eval_scenes(config.data, seed=config.seed)       # the data's IND and OOD scenes
   specs = eval_schedule(tasks, scenes, episodes_per_task=2, seed=1000)
   env = make_eval_env(image_size=64)
-  record = run_episode(env, spec, controller, embedding, max_steps=100)
+  record, _ = run_episode(env, spec, controller, embedding, max_steps=100)
 
 The env is the recording env of the collector (`pd_ee_delta_pose`, 7-D normalised delta-EE
 actions: delta xyz / 0.1 m, delta Euler XYZ / -0.1 rad, gripper +-1; 10 Hz control, 100 Hz
@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -123,18 +123,25 @@ def two_view_frame(obs: dict[str, Any]) -> np.ndarray:
                            for name in ("base_camera", "hand_camera")], 0)
 
 
+class EpisodeTrace(NamedTuple):
+    """What an episode showed and did: frames uint8 [steps + 1, 2H, W, 3] (two-view, from the
+    reset on) and the actions sent to the env float32 [steps, 7] (after the clip to [-1, 1])."""
+
+    frames: np.ndarray
+    actions: np.ndarray
+
+
 def run_episode(env, spec: EvalEpisode, controller: Controller, instruction: np.ndarray, *,
                 max_steps: int, reconfigure: bool = True, keep_frames: bool = False
-                ) -> tuple[dict[str, Any], np.ndarray | None]:
-    """Runs one episode; returns (record, frames). record: key, split, task, scene, seed,
+                ) -> tuple[dict[str, Any], EpisodeTrace | None]:
+    """Runs one episode; returns (record, trace). record: key, split, task, scene, seed,
     instruction, success (the test held at some step), steps, return (the rule-based dense
-    reward summed); frames: with `keep_frames`, every two-view frame uint8 [steps + 1, 2H, W, 3]
-    (else None)."""
+    reward summed); trace: with `keep_frames`, every frame and action (else None)."""
     obs, _ = env.reset(seed=spec.seed, options={"task": spec.task, "scene": spec.scene,
                                                 "reconfigure": reconfigure})
     frame = two_view_frame(obs)
     controller.reset(frame, instruction, spec.seed)
-    frames, total, success, steps = [frame], 0.0, False, 0
+    frames, actions, total, success, steps = [frame], [], 0.0, False, 0
     while steps < max_steps and not success:
         action = np.clip(np.asarray(controller.act(frame), np.float32), -1.0, 1.0)
         obs, reward, _, _, info = env.step(action)
@@ -143,9 +150,12 @@ def run_episode(env, spec: EvalEpisode, controller: Controller, instruction: np.
         success = bool(np.asarray(info["success"]).reshape(-1)[0])
         if keep_frames:
             frames.append(frame)
+            actions.append(action)
     s = spec.scene
     record = {"key": spec.key, "split": spec.split, "task": spec.task, "index": spec.index,
               "object": s.object.name, "container": s.container.name, "table": s.table.name,
               "seed": spec.seed, "instruction": spec.instruction, "success": success,
               "steps": steps, "return": total}
-    return record, np.stack(frames) if keep_frames else None
+    if not keep_frames:
+        return record, None
+    return record, EpisodeTrace(np.stack(frames), np.stack(actions).reshape(-1, 7))

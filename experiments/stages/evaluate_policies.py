@@ -139,6 +139,25 @@ def save_episode_images(out_dir: str, name: str, frames: np.ndarray, num_strip: 
             save(tmp)
 
 
+def _is_first(spec, tasks: Sequence[str]) -> bool:
+    """The episode of a policy and split whose frames are kept (strip, GIF, trace)."""
+    return spec.index == 0 and spec.task == tasks[0]
+
+
+def _trace_path(out_dir: str, name: str, spec) -> str:
+    return os.path.join(out_dir, "traces", f"{name}_{spec.split}.npz")
+
+
+def save_trace(path: str, trace, instruction: np.ndarray, record: dict[str, Any]) -> None:
+    """The episode's frames, actions and instruction embedding as npz (the report drives the
+    world model with the same actions: imagination vs simulator), written atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, frames=trace.frames, actions=trace.actions,
+                     instruction=np.asarray(instruction, np.float32),
+                     task=record["task"], key=record["key"], success=record["success"])
+
+
 def _read(path: str) -> dict[str, Any]:
     with open(path) as f:
         return json.load(f)
@@ -198,7 +217,9 @@ def run_evaluate_policies(config, out_dir: str) -> dict[str, Any]:
     texts = sorted({s.instruction for s in specs})
     embedding = dict(zip(texts, policy_eval.embed(texts), strict=True))
     ids = run_ids(config, root, list(controllers))
-    todo = {name: [s for s in specs if not _is_done(_episode_path(out_dir, name, s.key), ids[name])]
+    # an episode is done when its record has this run id; a first episode also needs its trace
+    todo = {name: [s for s in specs if not _is_done(_episode_path(out_dir, name, s.key), ids[name])
+                   or (_is_first(s, tasks) and not os.path.exists(_trace_path(out_dir, name, s)))]
             for name in controllers}
     print(f"evaluate: {len(controllers)} policies x {len(specs)} episodes "
           f"({sum(map(len, todo.values()))} to run), at most {e.max_steps} steps each", flush=True)
@@ -210,14 +231,16 @@ def run_evaluate_policies(config, out_dir: str) -> dict[str, Any]:
             wins, progress = 0, Progress(len(todo[name]), f"evaluate {name}", unit="episodes",
                                          every_s=config.progress_every_s)
             for spec in todo[name]:
-                first = spec.index == 0 and spec.task == tasks[0]
-                record, frames = policy_eval.run_episode(
+                first = _is_first(spec, tasks)
+                record, trace = policy_eval.run_episode(
                     env, spec, controller, embedding[spec.instruction], max_steps=e.max_steps,
                     reconfigure=spec.scene != scene, keep_frames=first)
                 scene, wins = spec.scene, wins + record["success"]
-                if frames is not None:
-                    save_episode_images(out_dir, f"{name}_{spec.split}", frames,
+                if trace is not None:
+                    save_episode_images(out_dir, f"{name}_{spec.split}", trace.frames,
                                         e.num_strip_frames)
+                    save_trace(_trace_path(out_dir, name, spec), trace,
+                               embedding[spec.instruction], record)
                 write_json(_episode_path(out_dir, name, spec.key), {**record, "run_id": ids[name]})
                 progress.update(1, {"successes": wins})
     finally:

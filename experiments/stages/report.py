@@ -3,8 +3,10 @@
 Table 1 at this scale (a row per evaluated policy: random, SFT, RL w. World Model; columns: task x
 in-domain / out-of-domain success rate with 95% Wilson intervals) from `evaluate/results.json`,
 as a table and a bar chart (`table1.png`), the wall time of every stage from its `stage.json`,
-and the evaluation's frame strips (copied into the report folder). Nothing is written in by hand:
-a figure the workdir does not hold is reported as missing.
+the evaluation's frame strips, imagination vs simulator (`experiments.stages.imagination`), and
+the world models' held-out figures with the reward curves (Fig. 3) and golden-trajectory goals
+(copied into the report folder). Nothing is written in by hand: a figure the workdir does not
+hold is reported as missing.
 """
 
 from __future__ import annotations
@@ -46,8 +48,52 @@ def wall_time_table(records: dict[str, dict[str, Any] | None]) -> str:
     return "\n".join(lines)
 
 
-def make_report(config, root: str, stage_names: Sequence[str]) -> str:
-    """The report's markdown for the workdir `root`."""
+# figures of the evaluate_world_models stage copied into the report: (source, caption)
+WORLD_MODEL_FIGURES = (
+    ("rewards/curves_val.png", "Fig. 3 (val): rewards along real successful expert episodes"),
+    ("rewards/curves_ood.png", "Fig. 3 (ood): rewards along real successful expert episodes"),
+    ("text/goals_val.png", "Golden-trajectory goals of the text model (val)"),
+    ("text/goals_ood.png", "Golden-trajectory goals of the text model (ood)"),
+)
+
+
+def world_model_section(root: str, record: dict[str, Any] | None) -> list[str]:
+    """The world models' held-out figures (issue 5) and reward diagnostics (issue 6): the
+    evaluate_world_models stage's headline and figures."""
+    from experiments.stages.world_model import headline
+
+    parts = ["## World models", ""]
+    if record is None:
+        return parts + ["The evaluate_world_models stage has not run in this workdir.", ""]
+    parts += ["```", headline(record["result"]), "```", ""]
+    for source, caption in WORLD_MODEL_FIGURES:
+        if os.path.exists(os.path.join(root, "evaluate_world_models", source)):
+            parts += [f"{caption}:", "", f"![{caption}](world_models/{source})", ""]
+    return parts
+
+
+def imagination_section(results: dict[str, dict[str, Any]] | None) -> list[str]:
+    parts = ["## Imagination vs simulator", ""]
+    if not results:
+        return parts + ["No evaluation trace in this workdir (the evaluate stage saves one per "
+                        "policy and split).", ""]
+    parts += ["The first evaluation episode of each policy and split, its actions replayed open "
+              "loop in the world-model env from the same first frame (top: simulator, bottom: "
+              "world model). PSNR against the simulator's frames, per step, averaged; next to "
+              "repeating the first frame.", "",
+              "| episode | task | steps | success | PSNR imagined | PSNR first frame |",
+              "|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        parts.append(f"| {name} | {r['task']} | {r['steps']} | {r['success']} | "
+                     f"{r['psnr_imagined']:.2f} dB | {r['psnr_first_frame']:.2f} dB |")
+    parts.append("")
+    parts += [f"![{name}]({r['strip']})" for name, r in results.items()] + [""]
+    return parts
+
+
+def make_report(config, root: str, stage_names: Sequence[str],
+                imagination: dict[str, dict[str, Any]] | None = None) -> str:
+    """The report's markdown for the workdir `root` (`imagination`: `run_imagination`'s)."""
     path = os.path.join(root, "evaluate", "results.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"the report needs {path}: run the evaluate stage first")
@@ -92,8 +138,10 @@ def make_report(config, root: str, stage_names: Sequence[str]) -> str:
         parts += ["## First evaluation episode of each policy and split (third view over wrist)",
                   ""]
         parts += [f"![{s}](strips/{s})" for s in strips] + [""]
+    parts += imagination_section(imagination)
+    parts += world_model_section(root, records.get("evaluate_world_models"))
     parts += ["Not in this report yet (issue 8): Fig. 2 (success against training wall time per "
-              "reward module), Table 2 (multi-task), imagination-vs-simulator strips.", ""]
+              "reward module), Table 2 (multi-task), the controllability grid.", ""]
     return "\n".join(parts)
 
 
@@ -129,11 +177,20 @@ def plot_success(results: dict[str, Any], tasks: Sequence[str], path: str) -> No
 
 def run_report(config, out_dir: str, stage_names: Sequence[str]) -> dict[str, Any]:
     """Writes `out_dir/report.md` atomically; returns its path and Table 1's overall rates."""
+    from experiments.stages.imagination import run_imagination
+
     root = os.path.dirname(os.path.abspath(out_dir))
-    text = make_report(config, root, stage_names)
+    imagination = run_imagination(config, root, out_dir)
+    text = make_report(config, root, stage_names, imagination)
     strips = os.path.join(root, "evaluate", "strips")
     if os.path.isdir(strips):
         shutil.copytree(strips, os.path.join(out_dir, "strips"), dirs_exist_ok=True)
+    for source, _ in WORLD_MODEL_FIGURES:
+        path = os.path.join(root, "evaluate_world_models", source)
+        if os.path.exists(path):
+            os.makedirs(os.path.dirname(os.path.join(out_dir, "world_models", source)),
+                        exist_ok=True)
+            shutil.copy(path, os.path.join(out_dir, "world_models", source))
     path = os.path.join(out_dir, "report.md")
     write_text(path, text)
     with open(os.path.join(root, "evaluate", "results.json")) as f:
@@ -143,4 +200,4 @@ def run_report(config, out_dir: str, stage_names: Sequence[str]) -> dict[str, An
     tasks = tuple(config.evaluate.tasks) or tuple(config.data.tasks)
     plot_success(results, tasks, os.path.join(out_dir, "table1.png"))
     print(f"report: {path}\n" + success_table(results, tasks), flush=True)
-    return {"report": path, "success_rate_all": headline}
+    return {"report": path, "success_rate_all": headline, "imagination": imagination}

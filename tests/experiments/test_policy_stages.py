@@ -153,6 +153,24 @@ def test_evaluate_in_maniskill_then_report(workdir, capsys):
     for row in ("| random |", "| SFT |", "| RL w. World Model |", "| RL w. ManiSkill |",
                 "| sft |", "push OOD"):
         assert row in report, row
+    # Each policy's first episode per split is kept as a trace and replayed in the world model.
+    traces = sorted(os.listdir(out / "traces"))
+    assert traces == sorted(f"{p}_{s}.npz" for p in results for s in ("ind", "ood"))
+    with np.load(out / "traces" / "sft_ood.npz") as npz:
+        assert npz["frames"].shape[0] == npz["actions"].shape[0] + 1
+        assert npz["frames"].shape[1:] == (128, 64, 3) and npz["actions"].shape[1] == 7
+    imagined = records["report"]["result"]["imagination"]
+    assert sorted(imagined) == [t[:-4] for t in traces]
+    for name, r in imagined.items():
+        assert np.isfinite(r["psnr_imagined"]) and (workdir / "report" / r["strip"]).exists()
+        assert f"| {name} | push |" in report
+    assert "## Imagination vs simulator" in report
+    assert "The evaluate_world_models stage has not run" in report
+    # A missing trace reruns its episode (and only it).
+    os.remove(out / "traces" / "random_ind.npz")
+    capsys.readouterr()
+    ev.run_evaluate_policies(config, str(out))
+    assert "(1 to run)" in capsys.readouterr().out and (out / "traces" / "random_ind.npz").exists()
     # Resume: only the missing episode runs again.
     os.remove(out / "episodes" / "random" / os.listdir(out / "episodes" / "random")[0])
     capsys.readouterr()
