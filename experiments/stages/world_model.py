@@ -261,16 +261,26 @@ def run_evaluate_world_models(config, out_dir: str) -> dict[str, Any]:
     splits = {s: load_cache(out_dir, s) for s in ("train", "val", "ood")}
     frames = {s: _frames(dataset_dir(out_dir), s, splits[s]) for s in ("val", "ood")}
     ctx = _contexts(config, out_dir)
-    start = time.time()
-    results = {"action": evaluate_action(config, ctx["action"], out_dir, splits, frames)}
-    results["action"]["wall_s"] = time.time() - start
-    start = time.time()
-    results["text"], goals = evaluate_text(config, ctx["text"], out_dir, splits, frames)
-    results["text"]["wall_s"] = time.time() - start
-    start = time.time()
-    results["rewards"] = reward_diagnostics(config, ctx["action"], out_dir, goals, frames,
-                                            splits["train"])
-    results["rewards"]["wall_s"] = time.time() - start
+    ev = config.world_model_eval
+    results: dict[str, Any] = {}
+    for part, what in (("action", f"action model: one-step, {ev.horizon}-step open loop and "
+                        "controllability on val and ood, the copy-penalty sweep on val"),
+                       ("text", f"text model: golden trajectories of up to {ev.max_text_episodes} "
+                        "episodes per split"),
+                       ("rewards", "reward diagnostics: fit the embedding and proxy baselines, "
+                        "reward curves")):
+        print(f"evaluate_world_models: {what}", flush=True)
+        start = time.time()
+        if part == "action":
+            results["action"] = evaluate_action(config, ctx["action"], out_dir, splits, frames)
+        elif part == "text":
+            results["text"], goals = evaluate_text(config, ctx["text"], out_dir, splits, frames)
+        else:
+            results["rewards"] = reward_diagnostics(config, ctx["action"], out_dir, goals, frames,
+                                                    splits["train"])
+        results[part]["wall_s"] = time.time() - start
+        print(f"evaluate_world_models: {part} done in {results[part]['wall_s']:.0f} s",
+              flush=True)
     print(headline(results), flush=True)
     return results
 
