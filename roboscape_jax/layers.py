@@ -43,9 +43,11 @@ def _affine_bwd(res, g):
     x2, g2 = x.reshape(-1, d_in), g.reshape(-1, d_out)
     # [x, 1]^T g: the kernel's gradient and, in its last row, the bias's (one GEMM)
     xa = jnp.concatenate([x2, jnp.ones((x2.shape[0], 1), x2.dtype)], axis=1)
-    dkb = jax.lax.dot_general(xa, g2, (((0,), (0,)), ((), ())))
+    dkb = jax.lax.dot_general(xa, g2, (((0,), (0,)), ((), ())),  # sums in float32 (bfloat16)
+                              preferred_element_type=jnp.float32)
     dx = (g2 @ kernel.reshape(d_in, d_out).T).reshape(x.shape)
-    return dx, dkb[:d_in].reshape(kernel.shape), dkb[d_in].reshape(bias_shape)
+    return (dx, dkb[:d_in].reshape(kernel.shape).astype(kernel.dtype),
+            dkb[d_in].reshape(bias_shape).astype(bias.dtype))
 
 
 affine.defvjp(_affine_fwd, _affine_bwd)
@@ -89,9 +91,14 @@ class DenseGeneral(nn.Module):
 
 
 class Dense(DenseGeneral):
-    """flax.linen.Dense (same parameters); `features` an int."""
+    """flax.linen.Dense (same parameters); `features` a positive int."""
 
     features: int = 0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.features, int) or self.features < 1:
+            raise ValueError(f"Dense needs a positive int of features, got {self.features!r}")
 
 
 class MultiHeadDotProductAttention(nn.Module):

@@ -54,3 +54,17 @@ def test_affine_input_gradient_matches_autodiff():
 def test_attention_rejects_a_width_the_heads_do_not_divide():
     with pytest.raises(ValueError, match="not divisible by 3 heads"):
         layers.MultiHeadDotProductAttention(3).init(jax.random.PRNGKey(0), X)
+
+
+def test_bfloat16_gradients_keep_the_parameter_dtypes():
+    layer = layers.Dense(8, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
+    params = layer.init(jax.random.PRNGKey(0), X)
+    grads = jax.grad(lambda p: jnp.sum(layer.apply(p, X).astype(jnp.float32)))(params)
+    assert {g.dtype for g in jax.tree.leaves(grads)} == {jnp.dtype(jnp.bfloat16)}
+    # the bias's gradient is the number of rows each output is summed over
+    np.testing.assert_allclose(np.asarray(grads["params"]["bias"], np.float32), X.size // 16)
+
+
+def test_dense_needs_a_positive_width():
+    with pytest.raises(ValueError, match="positive int of features"):
+        layers.Dense()
