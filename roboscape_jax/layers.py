@@ -25,10 +25,14 @@ def affine(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
     return _affine(x, kernel, bias)
 
 
+def _contract(x: jax.Array, kernel: jax.Array, num_axes: int) -> jax.Array:
+    """x's trailing `num_axes` axes against kernel's leading ones."""
+    contract = tuple(range(x.ndim - num_axes, x.ndim))
+    return jax.lax.dot_general(x, kernel, ((contract, tuple(range(num_axes))), ((), ())))
+
+
 def _affine(x, kernel, bias):
-    n_in = kernel.ndim - bias.ndim
-    contract = tuple(range(x.ndim - n_in, x.ndim))
-    return jax.lax.dot_general(x, kernel, ((contract, tuple(range(n_in))), ((), ()))) + bias
+    return _contract(x, kernel, kernel.ndim - bias.ndim) + bias
 
 
 def _affine_fwd(x, kernel, bias):
@@ -84,10 +88,7 @@ class DenseGeneral(nn.Module):
                     self.bias_init(rng, (int(np.prod(shape)),), dtype), shape),
                     features, self.param_dtype) if self.use_bias else None)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        if self.use_bias:
-            return affine(x, kernel, bias)
-        contract = tuple(range(x.ndim - self.num_axes, x.ndim))
-        return jax.lax.dot_general(x, kernel, ((contract, tuple(range(self.num_axes))), ((), ())))
+        return affine(x, kernel, bias) if self.use_bias else _contract(x, kernel, self.num_axes)
 
 
 class Dense(DenseGeneral):

@@ -57,6 +57,12 @@ WORLD_MODEL_FIGURES = (
 )
 
 
+def world_model_figures(root: str) -> list[tuple[str, str]]:
+    """The (source, caption) of WORLD_MODEL_FIGURES that the workdir `root` holds."""
+    return [(source, caption) for source, caption in WORLD_MODEL_FIGURES
+            if os.path.exists(os.path.join(root, "evaluate_world_models", source))]
+
+
 def world_model_section(root: str, record: dict[str, Any] | None) -> list[str]:
     """The world models' held-out figures (issue 5) and reward diagnostics (issue 6): the
     evaluate_world_models stage's headline and figures."""
@@ -66,9 +72,8 @@ def world_model_section(root: str, record: dict[str, Any] | None) -> list[str]:
     if record is None:
         return parts + ["The evaluate_world_models stage has not run in this workdir.", ""]
     parts += ["```", headline(record["result"]), "```", ""]
-    for source, caption in WORLD_MODEL_FIGURES:
-        if os.path.exists(os.path.join(root, "evaluate_world_models", source)):
-            parts += [f"{caption}:", "", f"![{caption}](world_models/{source})", ""]
+    for source, caption in world_model_figures(root):
+        parts += [f"{caption}:", "", f"![{caption}](world_models/{source})", ""]
     return parts
 
 
@@ -185,12 +190,10 @@ def run_report(config, out_dir: str, stage_names: Sequence[str]) -> dict[str, An
     strips = os.path.join(root, "evaluate", "strips")
     if os.path.isdir(strips):
         shutil.copytree(strips, os.path.join(out_dir, "strips"), dirs_exist_ok=True)
-    for source, _ in WORLD_MODEL_FIGURES:
-        path = os.path.join(root, "evaluate_world_models", source)
-        if os.path.exists(path):
-            os.makedirs(os.path.dirname(os.path.join(out_dir, "world_models", source)),
-                        exist_ok=True)
-            shutil.copy(path, os.path.join(out_dir, "world_models", source))
+    for source, _ in world_model_figures(root):
+        target = os.path.join(out_dir, "world_models", source)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copy(os.path.join(root, "evaluate_world_models", source), target)
     path = os.path.join(out_dir, "report.md")
     write_text(path, text)
     with open(os.path.join(root, "evaluate", "results.json")) as f:

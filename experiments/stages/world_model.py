@@ -262,25 +262,29 @@ def run_evaluate_world_models(config, out_dir: str) -> dict[str, Any]:
     frames = {s: _frames(dataset_dir(out_dir), s, splits[s]) for s in ("val", "ood")}
     ctx = _contexts(config, out_dir)
     ev = config.world_model_eval
-    results: dict[str, Any] = {}
-    for part, what in (("action", f"action model: one-step, {ev.horizon}-step open loop and "
-                        "controllability on val and ood, the copy-penalty sweep on val"),
-                       ("text", f"text model: golden trajectories of up to {ev.max_text_episodes} "
-                        "episodes per split"),
-                       ("rewards", "reward diagnostics: fit the embedding and proxy baselines, "
-                        "reward curves")):
+
+    def timed(part: str, what: str, run):
+        """run(), printing `what` before and the wall time after; the time goes into its report
+        (the first element of a tuple result)."""
         print(f"evaluate_world_models: {what}", flush=True)
         start = time.time()
-        if part == "action":
-            results["action"] = evaluate_action(config, ctx["action"], out_dir, splits, frames)
-        elif part == "text":
-            results["text"], goals = evaluate_text(config, ctx["text"], out_dir, splits, frames)
-        else:
-            results["rewards"] = reward_diagnostics(config, ctx["action"], out_dir, goals, frames,
-                                                    splits["train"])
-        results[part]["wall_s"] = time.time() - start
-        print(f"evaluate_world_models: {part} done in {results[part]['wall_s']:.0f} s",
-              flush=True)
+        out = run()
+        report = out[0] if isinstance(out, tuple) else out
+        report["wall_s"] = time.time() - start
+        print(f"evaluate_world_models: {part} done in {report['wall_s']:.0f} s", flush=True)
+        return out
+
+    results: dict[str, Any] = {"action": timed(
+        "action", f"action model: one-step, {ev.horizon}-step open loop and controllability on "
+        "val and ood, the copy-penalty sweep on val",
+        lambda: evaluate_action(config, ctx["action"], out_dir, splits, frames))}
+    results["text"], goals = timed(
+        "text", f"text model: golden trajectories of up to {ev.max_text_episodes} episodes per "
+        "split", lambda: evaluate_text(config, ctx["text"], out_dir, splits, frames))
+    results["rewards"] = timed(
+        "rewards", "reward diagnostics: fit the embedding and proxy baselines, reward curves",
+        lambda: reward_diagnostics(config, ctx["action"], out_dir, goals, frames,
+                                   splits["train"]))
     print(headline(results), flush=True)
     return results
 
