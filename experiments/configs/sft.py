@@ -46,6 +46,9 @@ def sft_config(variant: str = "tiny") -> ml_collections.ConfigDict:
     c.optim = ml_collections.ConfigDict(dict(
         lr=1e-3, wd=1e-4, warmup_steps=100, grad_clip_norm=1.0, b1=0.9, b2=0.999))
     c.input = ml_collections.ConfigDict(dict(batch_size=64, max_episodes=0))  # 0: all
+    # Each view of each training frame shifted by up to this many pixels (0: off;
+    # roboscape_jax/policies/augment.py): against memorising ~140 demonstrations.
+    c.augment_shift = 0
     c.eval = ml_collections.ConfigDict(dict(num_samples=1024, batch_size=256))
     c.num_steps = 5000
     c.log_every_steps = 50

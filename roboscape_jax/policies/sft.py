@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 
 from roboscape_jax.env.observation import integrate_gripper, observation_frames
+from roboscape_jax.policies.augment import random_shift
 from roboscape_jax.policies.distributions import DiagGaussian
 from roboscape_jax.policies.families import (
     FIELDS_ADDED_LATER,
@@ -204,8 +205,10 @@ def train_and_evaluate(config, workdir: str, data: Mapping[str, SFTData]) -> Tra
     train = data["train"]
     state = init_state(config, policy, tx, train.frames.shape[1:], train.instructions.shape[-1])
 
-    def loss_fn(params, batch, rng):
-        del rng  # deterministic loss
+    shift = int(config.get("augment_shift", 0))
+
+    def loss_fn(params, batch, rng):  # rng: the step's key, for the augmentation
+        batch = {**batch, "frame": random_shift(rng, batch["frame"], pad=shift)}
         return bc_loss(policy.apply(params, batch)[0], batch["actions"])
 
     eval_fn = make_eval_fn(policy, data["val"], num_samples=config.eval.num_samples,

@@ -60,6 +60,7 @@ def test_observations_match_the_world_model_env(data):
 def test_sft_lowers_the_loss_and_resumes_exactly(tmp_path, data):
     config = _config(60)
     config.checkpoint_every_steps = 25
+    config.augment_shift = 2  # the step's key draws the shifts: a resumed run draws the same
     policy = sft.create_policy(config.model)
     eval_train = sft.make_eval_fn(policy, data["train"], num_samples=64, batch_size=32)
     initial = sft.init_state(config, policy, sft.make_optimizer(config), (128, 64, 3), 384)
