@@ -121,7 +121,9 @@ def evaluate_action(config, ctx: wm_eval.EvalContext, out_dir: str,
         "action_stats": wm_train.read_action_stats(
             os.path.join(_workdir(out_dir, "train_world_models"), "action"))}
     rollout_fn = rollout_fns[penalty]
-    action_range = np.max(np.abs(np.concatenate([ep.actions for ep in splits["train"]])), 0)
+    train_actions = np.abs(np.concatenate([ep.actions for ep in splits["train"]]))
+    action_range = np.max(train_actions, 0)
+    speed = np.quantile(train_actions, 0.95, axis=0)  # a brisk but in-range move per axis
     for split in ("val", "ood"):
         open_loop, predicted = (val_open_loop[penalty] if split == "val" else
                                 wm_eval.open_loop_metrics(ctx, rollout_fn, starts[split],
@@ -134,6 +136,12 @@ def evaluate_action(config, ctx: wm_eval.EvalContext, out_dir: str,
                                                        action_range=action_range,
                                                        batch_size=ev.batch_size),
         }
+        grid, moved = wm_eval.controllability_grid(ctx, rollout_fn, starts[split], clip=0,
+                                                   speed=speed, action_range=action_range,
+                                                   batch_size=ev.batch_size)
+        wm_eval.write_controllability_grid(
+            os.path.join(out, f"controllability_{split}.png"), grid, list(moved))
+        report[split]["controllability"]["moved_from_zero"] = moved
         if split == "ood":
             wm_eval.write_rollout_gifs(os.path.join(out, "videos"), ctx, starts[split], predicted,
                                        num=ev.num_videos)

@@ -11,6 +11,7 @@ Only a few percent of tokens change per step, so every figure sits next to its c
   - controllability (paper supplement 8.3): the same start under the real, the negated and zero
     motion gives different frames, the real actions match the real frames better than the negated
     ones do, and extreme or random actions (10x the data's range) give finite, non-flat frames;
+    the grid of supplement Fig. 9 (`controllability_grid`) shows one start under each sequence;
   - the text model's golden-trajectory goal (Eq. 6) against the episode's real final frame.
 `frames` maps an episode id to its real two-view frames (uint8 [T, H, W, 3]).
 """
@@ -250,6 +251,81 @@ def controllability(ctx: EvalContext, rollout_fn, starts: RolloutStarts, *,
         "extreme_actions_flat_fraction": flat,
         "extreme_actions_lpips": float(lp["extreme"].mean()),
     }
+
+
+GRID_AXES = ("x", "y", "z")
+
+
+def controllability_actions(real: np.ndarray, *, speed: np.ndarray, action_range: np.ndarray,
+                            seed: int = 0) -> dict[str, np.ndarray]:
+    """The action sequences of the controllability grid for one clip's real actions [H, A]: the
+    real, negated and zero motion, a constant move of `speed[axis]` along each +-axis of the
+    end effector (no rotation, the real first gripper command held), and uniform random actions
+    in 10x `action_range` (supplement Fig. 9). {row name: float32 [H, A]}."""
+    rows = {"real": real.copy(), "negated": real.copy(), "zero": real.copy()}
+    rows["negated"][..., :6] *= -1.0
+    rows["zero"][..., :6] = 0.0
+    for axis, name in enumerate(GRID_AXES):
+        for sign, tag in ((1.0, "+"), (-1.0, "-")):
+            move = np.zeros_like(real)
+            move[:, axis] = sign * speed[axis]
+            move[:, 6:] = real[:1, 6:]
+            rows[f"{tag}{name}"] = move
+    rng = np.random.default_rng(seed)
+    rows["extreme"] = rng.uniform(-10, 10, real.shape) * action_range
+    return {k: v.astype(np.float32) for k, v in rows.items()}
+
+
+def controllability_grid(ctx: EvalContext, rollout_fn, starts: RolloutStarts, *, clip: int,
+                         speed: np.ndarray, action_range: np.ndarray, batch_size: int = 16,
+                         seed: int = 0) -> tuple[np.ndarray, dict[str, float]]:
+    """Supplement Fig. 9 at this scale: one clip's start rolled out under each sequence of
+    `controllability_actions`. Returns (uint8 image whose rows are the sequences and whose
+    columns are the last context frame then the H generated frames, {row: mean absolute pixel
+    difference of its last frame from the zero-motion row's, in [0, 1]}: how far each
+    sequence moves the picture away from standing still)."""
+    rows = controllability_actions(starts.actions[clip], speed=speed, action_range=action_range,
+                                   seed=seed)
+    names = list(rows)
+    repeat = lambda x: None if x is None else np.repeat(np.asarray(x)[clip:clip + 1],  # noqa
+                                                         len(names), 0)
+    # the window as jax arrays like every other call's: numpy arguments would be another entry
+    # of the rollout's jit cache (the compile count the evaluation reports)
+    window = jax.tree.map(lambda x: jnp.asarray(repeat(x)), starts.window)
+    one = RolloutStarts(window, np.stack([rows[k] for k in names]),
+                        repeat(starts.real), repeat(starts.last_real),
+                        [starts.episode_ids[clip]] * len(names), repeat(starts.first_real))
+    frames = decode_frames(ctx, _batched_rollouts(rollout_fn, one, one.actions, batch_size),
+                           references=one.first_real)  # [R, H, H_img, W_img, 3]
+    start = decode_frames(ctx, np.asarray(starts.window.tokens[clip:clip + 1, -1]),
+                          references=None if starts.first_real is None
+                          else starts.first_real[clip:clip + 1])[0]
+    zero = frames[names.index("zero"), -1]
+    moved = {k: float(np.abs(frames[i, -1] - zero).mean()) for i, k in enumerate(names)}
+    height, width = start.shape[:2]
+    gap_v = np.full((height, 2, 3), 255, np.uint8)
+    lines = []
+    for i in range(len(names)):
+        cells = [_to_uint8(start)] + [_to_uint8(frames[i, t]) for t in range(frames.shape[1])]
+        line = np.concatenate([c for cell in cells for c in (cell, gap_v)][:-1], axis=1)
+        lines += [line, np.full((2, line.shape[1], 3), 255, np.uint8)]
+    return np.concatenate(lines[:-1]), moved
+
+
+def write_controllability_grid(path: str, image: np.ndarray, names: Sequence[str]) -> None:
+    """The grid as a PNG with each row's action sequence named in a left margin."""
+    from PIL import Image, ImageDraw
+
+    rows = len(names)
+    row_h = (image.shape[0] + 2) // rows
+    margin = 56
+    canvas = Image.new("RGB", (image.shape[1] + margin, image.shape[0]), "white")
+    canvas.paste(Image.fromarray(image), (margin, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, name in enumerate(names):
+        draw.text((4, i * row_h + row_h // 2 - 6), name, fill="black")
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    canvas.save(path)
 
 
 def choose_copy_penalty(results: Mapping[float, Mapping[str, float]],

@@ -60,6 +60,7 @@ def test_world_model_stages_train_and_evaluate(workdir):
 
     results = wm_stages.run_evaluate_world_models(config, str(workdir / "evaluate_world_models"))
     action = results["action"]
+    out = workdir / "evaluate_world_models"
     assert action["copy_penalty"] in config.world_models.action.sampling.copy_penalties
     for split in ("val", "ood"):
         one_step, open_loop = action[split]["one_step"], action[split]["open_loop"]
@@ -70,8 +71,12 @@ def test_world_model_stages_train_and_evaluate(workdir):
         control = action[split]["controllability"]
         assert control["extreme_actions_finite"] == 1.0
         assert 0.0 <= control["real_beats_negated_fraction"] <= 1.0
+        moved = control["moved_from_zero"]
+        assert set(moved) == {"real", "negated", "zero", "+x", "-x", "+y", "-y", "+z", "-z",
+                              "extreme"}
+        assert moved["zero"] == 0.0 and all(0.0 <= v <= 1.0 for v in moved.values())
+        assert (out / "action" / f"controllability_{split}.png").exists()
     assert action["rollout_compiles"] == 1  # one compiled rollout served every batch and split
-    out = workdir / "evaluate_world_models"
     assert list((out / "action" / "videos").glob("rollout_*.gif"))
     assert (out / "text" / "goals_ood.png").exists()
     text = results["text"]["ood"]
