@@ -107,6 +107,13 @@ def pipeline_config() -> ml_collections.ConfigDict:
         ppo=dict(config.ppo_world_model.ppo.to_dict(), num_envs=1, num_steps=256,
                  total_timesteps=256 * 64)))
 
+    # Fig. 2's learned reward baselines (issue 8): PPO in the same world model with the
+    # embedding (iVideoGPT-style) or proxy (DiWA-style) reward head instead of Eq. (9), the
+    # ppo_world_model stage's settings otherwise; add "ppo_embedding_reward" /
+    # "ppo_proxy_reward" to evaluate.policies to put them in Fig. 2. Off in `tiny` (each is
+    # another ppo_world_model stage, ~10 min, plus its evaluation: over make demo's 120 min).
+    config.reward_baselines = ml_collections.ConfigDict(dict(rewards=()))
+
     # Success rates in ManiSkill (issue 8) of each policy, per task, in in-domain scenes (those of
     # the training data, new episode seeds) and out-of-domain scenes (the data's `ood` scenes).
     # Frames go through the tokenizer (`observation_frames`, as SFT and the world-model env).
@@ -131,4 +138,12 @@ def pipeline_config() -> ml_collections.ConfigDict:
     config.checkpoint.max_to_keep = 3
     config.log_every_steps = 10
     config.progress_every_s = 10.0
+    return config
+
+
+def with_reward_baselines(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Turns on Fig. 2's embedding and proxy reward PPO stages and evaluates their policies."""
+    config.reward_baselines.rewards = ("embedding", "proxy")
+    config.evaluate.policies = (*config.evaluate.policies, "ppo_embedding_reward",
+                                "ppo_proxy_reward")
     return config

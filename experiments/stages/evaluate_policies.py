@@ -27,9 +27,13 @@ import numpy as np
 from roboscape_jax.utils.files import atomic_path, write_json
 from roboscape_jax.utils.stats import wilson_interval
 
-POLICY_STAGES = ("sft", "ppo_world_model", "ppo_maniskill")  # trained: each one's stage folder
+# trained policies: each one's stage folder
+POLICY_STAGES = ("sft", "ppo_world_model", "ppo_maniskill", "ppo_embedding_reward",
+                 "ppo_proxy_reward")
 POLICY_NAMES = {"random": "random", "sft": "SFT", "ppo_world_model": "RL w. World Model",
-                "ppo_maniskill": "RL w. ManiSkill"}
+                "ppo_maniskill": "RL w. ManiSkill",
+                "ppo_embedding_reward": "RL w. WM, embedding reward",
+                "ppo_proxy_reward": "RL w. WM, proxy reward"}
 SPLIT_NAMES = {"ind": "IND", "ood": "OOD"}
 
 

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import time
 from typing import Any
 
@@ -224,12 +225,44 @@ def stage_view(config, out_dir: str) -> ml_collections.ConfigDict:
         progress_every_s=config.progress_every_s))
 
 
-def run_ppo_world_model_stage(config, out_dir: str) -> dict[str, Any]:
-    """The pipeline's `ppo_world_model` stage (resumes from `out_dir`)."""
+# The paper's learned reward baselines trained in the same world model (Fig. 2): stage name ->
+# env.reward. Each runs only when `config.reward_baselines.rewards` names it.
+BASELINE_STAGES = {"ppo_embedding_reward": "embedding", "ppo_proxy_reward": "proxy"}
+
+
+def run_reward_baseline_stage(config, out_dir: str, reward: str) -> dict[str, Any]:
+    """PPO in the world model with the `reward` baseline head instead of Eq. (9), otherwise the
+    `ppo_world_model` stage's settings, scenes and goals (its scenes.npz is reused when present);
+    {"skipped": 1.0} when `config.reward_baselines.rewards` does not name `reward`."""
+    if reward not in tuple(config.reward_baselines.rewards):
+        print(f"ppo ({reward} reward): not in reward_baselines.rewards: skipped", flush=True)
+        return {"skipped": 1.0}
+    scenes = os.path.join(os.path.dirname(os.path.abspath(out_dir)), "ppo_world_model",
+                          SCENES_FILE)
+    if os.path.exists(scenes) and not os.path.exists(os.path.join(out_dir, SCENES_FILE)):
+        os.makedirs(out_dir, exist_ok=True)
+        shutil.copy(scenes, os.path.join(out_dir, SCENES_FILE))
+    return run_ppo_world_model_stage(config, out_dir, reward=reward)
+
+
+def run_ppo_embedding_reward(config, out_dir: str) -> dict[str, Any]:
+    return run_reward_baseline_stage(config, out_dir, "embedding")
+
+
+def run_ppo_proxy_reward(config, out_dir: str) -> dict[str, Any]:
+    return run_reward_baseline_stage(config, out_dir, "proxy")
+
+
+def run_ppo_world_model_stage(config, out_dir: str, reward: str | None = None
+                              ) -> dict[str, Any]:
+    """The pipeline's `ppo_world_model` stage (resumes from `out_dir`); `reward` overrides
+    `env.reward` (the baseline stages)."""
     view = stage_view(config, out_dir)
+    if reward is not None:
+        view.env.reward = reward
     print(f"ppo_world_model: initial policy "
           f"{view.sft_workdir or 'fresh (no sft checkpoint in the workdir)'}, copy penalty "
           f"{view.env.copy_penalty}", flush=True)
     summary = run_ppo_world_model(view, out_dir)
     return {**summary, "init": "sft" if view.sft_workdir else "fresh",
-            "copy_penalty": float(view.env.copy_penalty)}
+            "copy_penalty": float(view.env.copy_penalty), "reward_module": view.env.reward}

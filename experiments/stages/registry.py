@@ -58,9 +58,12 @@ STAGES = [
           ("data", "tokenizer", "world_models", "sft", "ppo_world_model")),
     Stage("ppo_maniskill", _lazy("experiments.stages.ppo_maniskill", "run_ppo_maniskill"),
           ("data", "tokenizer", "sft", "ppo_maniskill")),
+    *[Stage(name, _lazy("experiments.stages.ppo_world_model", f"run_{name}"),
+            ("data", "tokenizer", "world_models", "sft", "ppo_world_model", "reward_baselines"))
+      for name in ("ppo_embedding_reward", "ppo_proxy_reward")],
     Stage("evaluate", _lazy("experiments.stages.evaluate_policies", "run_evaluate_policies"),
           ("data", "tokenizer", "world_models", "sft", "ppo_world_model", "ppo_maniskill",
-           "evaluate")),
+           "reward_baselines", "evaluate")),
     Stage("report", report, ("data", "tokenizer", "world_models", "sft", "ppo_world_model",
-                             "ppo_maniskill", "evaluate")),
+                             "ppo_maniskill", "reward_baselines", "evaluate")),
 ]

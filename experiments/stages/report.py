@@ -4,9 +4,11 @@ Table 1 at this scale (a row per evaluated policy: random, SFT, RL w. World Mode
 in-domain / out-of-domain success rate with 95% Wilson intervals) from `evaluate/results.json`,
 as a table and a bar chart (`table1.png`), the wall time of every stage from its `stage.json`,
 the evaluation's frame strips, imagination vs simulator (`experiments.stages.imagination`), and
-the world models' held-out figures with the reward curves (Fig. 3) and golden-trajectory goals
-(copied into the report folder). Nothing is written in by hand: a figure the workdir does not
-hold is reported as missing.
+the world models' held-out figures with the reward curves (Fig. 3), the controllability grids
+(supplement Fig. 9) and golden-trajectory goals (copied into the report folder); Table 2 (the
+multi-task policies on P.&P. and M.A.) and Fig. 2 (success against training wall time for each
+reward module whose PPO stage ran and was evaluated, `fig2.png`). Nothing is written in by
+hand: a figure the workdir does not hold is reported as missing.
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ import shutil
 from collections.abc import Sequence
 from typing import Any
 
-from experiments.stages.evaluate_policies import POLICY_NAMES, success_table
+from experiments.stages.evaluate_policies import (
+    POLICY_NAMES,
+    POLICY_STAGES,
+    SPLIT_NAMES,
+    success_table,
+)
 from roboscape_jax.utils.files import atomic_path, write_text
 from roboscape_jax.utils.progress import format_duration
 
@@ -52,9 +59,130 @@ def wall_time_table(records: dict[str, dict[str, Any] | None]) -> str:
 WORLD_MODEL_FIGURES = (
     ("rewards/curves_val.png", "Fig. 3 (val): rewards along real successful expert episodes"),
     ("rewards/curves_ood.png", "Fig. 3 (ood): rewards along real successful expert episodes"),
+    ("action/controllability_val.png", "Controllability (supplement Fig. 9, val): one start "
+     "under the real, negated and zero motion, a constant move along each axis and 10x-range "
+     "random actions; columns: the last context frame, then the generated frames"),
+    ("action/controllability_ood.png", "Controllability (supplement Fig. 9, ood)"),
     ("text/goals_val.png", "Golden-trajectory goals of the text model (val)"),
     ("text/goals_ood.png", "Golden-trajectory goals of the text model (ood)"),
 )
+
+
+TABLE2_TASKS = ("pick_and_place", "move_to_target")  # the paper's P.&P. and M.A.
+
+
+def table2(results: dict[str, Any], tasks: Sequence[str] = TABLE2_TASKS) -> str:
+    """Markdown Table 2 (multi-task): a row per trained policy, per task and split its success
+    rate and the change from SFT in points; a task the evaluation did not run is "-"."""
+    columns = [(task, split) for task in tasks for split in ("ind", "ood")]
+    lines = ["| policy | " + " | ".join(f"{t} {SPLIT_NAMES[s]}" for t, s in columns) + " |",
+             "|---" * (len(columns) + 1) + "|"]
+    sft = results.get("sft", {})
+    for policy in POLICY_STAGES:
+        if policy not in results:
+            continue
+        cells = []
+        for task, split in columns:
+            cell = results[policy].get(split, {}).get(task)
+            base = sft.get(split, {}).get(task)
+            if cell is None:
+                cells.append("-")
+                continue
+            text = f"{100 * cell['success_rate']:.0f}% ({cell['successes']}/{cell['episodes']})"
+            if policy != "sft" and base is not None:
+                text += f", {100 * (cell['success_rate'] - base['success_rate']):+.0f} pts"
+            cells.append(text)
+        lines.append(f"| {POLICY_NAMES[policy]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# Fig. 2's reward modules: (name, the policy's stage, what its training wall time is read from)
+REWARD_MODULES = (("rule-based (ManiSkill)", "ppo_maniskill"),
+                  ("world model (ours)", "ppo_world_model"),
+                  ("embedding-based", "ppo_embedding_reward"),
+                  ("proxy-based", "ppo_proxy_reward"))
+
+
+def training_seconds(record: dict[str, Any]) -> float:
+    """A PPO stage's training wall time: ManiSkill's own count of its training (`train_wall_s`,
+    kept across resumes), else the stage's wall time."""
+    return float(record["result"].get("train_wall_s", record["wall_time_s"]))
+
+
+def fig2_points(results: dict[str, Any], records: dict[str, dict[str, Any] | None]
+                ) -> dict[str, list[tuple[float, dict[str, Any]]]]:
+    """{reward module: [(training seconds, {split: its "all" cell})]} for each module whose PPO
+    stage ran and was evaluated: SFT at 0 s (every module's initial policy), then the trained
+    policy."""
+    start = results.get("sft")
+    points = {}
+    for module, stage in REWARD_MODULES:
+        record = records.get(stage)
+        if stage not in results or record is None or record["result"].get("skipped"):
+            continue
+        curve = [(0.0, {s: start[s]["all"] for s in start})] if start else []
+        curve.append((training_seconds(record),
+                      {s: results[stage][s]["all"] for s in results[stage]}))
+        points[module] = curve
+    return points
+
+
+def fig2_table(points: dict[str, list[tuple[float, dict[str, Any]]]]) -> str:
+    lines = ["| reward module | training wall time | success IND | success OOD |",
+             "|---|---|---|---|"]
+    for module, curve in points.items():
+        t, cells = curve[-1]
+        lines.append(f"| {module} | {format_duration(t)} | " + " | ".join(
+            f"{100 * cells[s]['success_rate']:.0f}% ({cells[s]['successes']}/"
+            f"{cells[s]['episodes']})" if s in cells else "-" for s in ("ind", "ood")) + " |")
+    return "\n".join(lines)
+
+
+def plot_fig2(points: dict[str, list[tuple[float, dict[str, Any]]]], path: str) -> None:
+    """Success rate (all tasks, 95% Wilson bars) against training wall time, a line per reward
+    module, IND and OOD side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), sharey=True)
+    for ax, split in zip(axes, ("ind", "ood"), strict=True):
+        for module, curve in points.items():
+            rows = [(t / 60.0, c[split]) for t, c in curve if split in c]
+            if not rows:
+                continue
+            x = [t for t, _ in rows]
+            y = [c["success_rate"] for _, c in rows]
+            err = [[v - c["ci_low"] for v, (_, c) in zip(y, rows, strict=True)],
+                   [c["ci_high"] - v for v, (_, c) in zip(y, rows, strict=True)]]
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=module)
+        ax.set_title(SPLIT_NAMES[split])
+        ax.set_xlabel("training wall time (min)")
+        ax.set_ylim(-0.02, 1.02)
+    axes[0].set_ylabel("success rate (all tasks)")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
+def fig2_section(results: dict[str, Any], records: dict[str, dict[str, Any] | None]
+                 ) -> list[str]:
+    points = fig2_points(results, records)
+    parts = ["## Fig. 2: success against training wall time, per reward module", ""]
+    if not points:
+        return parts + ["No PPO policy has been evaluated in this workdir.", ""]
+    missing = [m for m, _ in REWARD_MODULES if m not in points]
+    parts += ["Each module's PPO starts from the SFT policy (0 min) and is evaluated once, at the "
+              "end of its training (Table 1's episodes, all tasks). The world-model modules' "
+              "time is their stage's wall time; ManiSkill's, its training time.", "",
+              fig2_table(points), "", "![Fig. 2](fig2.png)", ""]
+    if missing:
+        parts += [f"Not run in this workdir: {', '.join(missing)} (`reward_baselines.rewards` "
+                  "and `evaluate.policies` turn them on; `common.with_reward_baselines`).", ""]
+    return parts
 
 
 def world_model_figures(root: str) -> list[tuple[str, str]]:
@@ -122,15 +250,30 @@ def make_report(config, root: str, stage_names: Sequence[str],
         "",
         "![Table 1 as a chart](table1.png)",
         "",
+        "## Table 2: multi-task",
+        "",
+        "The paper's Table 2 fine-tunes one policy on P.&P. and M.A. together and asks whether "
+        "RL keeps both tasks' gains balanced. Every policy here is already one multi-task "
+        f"policy over all {len(tasks)} tasks (one SFT, one PPO run per regime), so Table 2 "
+        "asks that question of the Table 1 policies: their success on the two tasks and the "
+        "change from SFT in percentage points. (A policy trained on only these two tasks is "
+        "not a stage of this pipeline.)",
+        "",
+        table2(results),
+        "",
+        *fig2_section(results, records),
         "## Wall time per stage",
         "",
         wall_time_table(records),
         "",
     ]
     for stage, title in (("ppo_world_model", "PPO in the world model"),
-                         ("ppo_maniskill", "PPO in ManiSkill")):
-        if records.get(stage) is None:
-            parts += [f"## {title}", "", "Not run in this workdir.", ""]
+                         ("ppo_maniskill", "PPO in ManiSkill"),
+                         ("ppo_embedding_reward", "PPO in the world model, embedding reward"),
+                         ("ppo_proxy_reward", "PPO in the world model, proxy reward")):
+        if records.get(stage) is None or records[stage]["result"].get("skipped"):
+            if stage in ("ppo_world_model", "ppo_maniskill"):
+                parts += [f"## {title}", "", "Not run in this workdir.", ""]
             continue
         r = records[stage]["result"]
         parts += [f"## {title}", "",
@@ -145,8 +288,6 @@ def make_report(config, root: str, stage_names: Sequence[str],
         parts += [f"![{s}](strips/{s})" for s in strips] + [""]
     parts += imagination_section(imagination)
     parts += world_model_section(root, records.get("evaluate_world_models"))
-    parts += ["Not in this report yet (issue 8): Fig. 2 (success against training wall time per "
-              "reward module), Table 2 (multi-task), the controllability grid.", ""]
     return "\n".join(parts)
 
 
@@ -202,5 +343,8 @@ def run_report(config, out_dir: str, stage_names: Sequence[str]) -> dict[str, An
                 for p, v in results.items()}
     tasks = tuple(config.evaluate.tasks) or tuple(config.data.tasks)
     plot_success(results, tasks, os.path.join(out_dir, "table1.png"))
+    points = fig2_points(results, stage_records(root, stage_names))
+    if points:
+        plot_fig2(points, os.path.join(out_dir, "fig2.png"))
     print(f"report: {path}\n" + success_table(results, tasks), flush=True)
     return {"report": path, "success_rate_all": headline, "imagination": imagination}

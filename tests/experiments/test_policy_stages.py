@@ -4,6 +4,7 @@ PPO policies; rendering on the CPU) and the report."""
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -17,6 +18,7 @@ from experiments.stages import ppo_world_model as ppo_stage
 from experiments.stages import registry
 from experiments.stages import tokenizer as tok_stages
 from experiments.stages import world_model as wm_stages
+from roboscape_jax.env import reward_baselines
 from roboscape_jax.policies import loading
 from roboscape_jax.policies.image import dummy_observation
 from roboscape_jax.utils.metrics import read_jsonl
@@ -86,6 +88,33 @@ def test_restore_sft_and_ppo_policies(workdir):
         loading.restore_policy(str(workdir / "ppo_world_model"), wider)
     with pytest.raises(FileNotFoundError, match="nowhere/checkpoints"):
         loading.restore_policy(str(workdir / "nowhere"), config.sft.model)
+
+
+def test_reward_baseline_stage_runs_ppo_with_its_head_only_when_asked(workdir):
+    config = tiny.get_config("debug")
+    if not (workdir / "ppo_world_model" / "stage.json").exists():
+        run_pipeline(_stages("sft", "ppo_world_model"), config, str(workdir))
+    stage = _stages("ppo_embedding_reward")
+    assert run_pipeline(stage, config, str(workdir))["ppo_embedding_reward"]["result"] == {
+        "skipped": 1.0}  # reward_baselines.rewards is empty
+    config.reward_baselines.rewards = ("embedding",)
+    with pytest.raises(FileNotFoundError, match="embedding_head.msgpack"):
+        run_pipeline(stage, config, str(workdir))  # no fitted head: evaluate_world_models's
+    width = config.world_models.action.model.width
+    rng = np.random.default_rng(0)
+    head, _ = reward_baselines.fit_reward_head(rng.normal(size=(64, width)), rng.uniform(size=64),
+                                               steps=2, hidden=(8,))
+    path = ppo_stage.reward_head_path(str(workdir), "embedding")
+    os.makedirs(os.path.dirname(path))
+    try:
+        reward_baselines.save_reward_head(path, head)
+        result = run_pipeline(stage, config, str(workdir))["ppo_embedding_reward"]["result"]
+    finally:
+        shutil.rmtree(workdir / "evaluate_world_models")
+    assert result["reward_module"] == "embedding" and result["updates"] == 2
+    assert result["init"] == "sft" and np.isfinite(result["reward"])
+    scenes = workdir / "ppo_embedding_reward" / ppo_stage.SCENES_FILE  # the WM stage's scenes
+    assert scenes.read_bytes() == (workdir / "ppo_world_model" / ppo_stage.SCENES_FILE).read_bytes()
 
 
 def test_ppo_in_maniskill_from_sft_then_resume(workdir, capsys):
