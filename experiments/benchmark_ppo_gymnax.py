@@ -15,18 +15,27 @@ wrappers.py are stubbed because CartPole does not use them.
 """
 
 import json
+import os
 import sys
 import time
 import types
 
-import gymnax
-import jax
-import jax.numpy as jnp
-import numpy as np
-from absl import app, flags
+# XLA:CPU's flags must be set before the backend starts, and the imports below start it. On two
+# cores these small programs lose more to hand-offs between XLA's threads than they gain
+# (README, Performance): both implementations run with the same single-threaded flags unless
+# --nosingle_threaded_xla is given.
+SINGLE_THREADED_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+if "--nosingle_threaded_xla" not in sys.argv:
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SINGLE_THREADED_XLA}".strip()
 
-from roboscape_jax.policies import ActorCritic
-from roboscape_jax.rl import LogWrapper, PPOConfig, make_train
+import gymnax  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from roboscape_jax.policies import ActorCritic  # noqa: E402
+from roboscape_jax.rl import LogWrapper, PPOConfig, make_train  # noqa: E402
 
 _DIR = flags.DEFINE_string("purejaxrl_dir", None, "PureJaxRL checkout.", required=True)
 _SEEDS = flags.DEFINE_integer("seeds", 4, "Seeds, vmapped.")
@@ -37,6 +46,9 @@ _BOOTSTRAP = flags.DEFINE_bool(
     "bootstrap_truncation", True,
     "Ours bootstraps V(final observation) on truncation (one more policy pass per env step); "
     "PureJaxRL does not. False runs PureJaxRL's algorithm exactly.")
+flags.DEFINE_bool("single_threaded_xla", True,
+                  f"Run both under XLA_FLAGS='{SINGLE_THREADED_XLA}' (read before absl parses "
+                  "flags; see the module header).")
 _ENV = "CartPole-v1"
 
 
@@ -141,10 +153,12 @@ def main(_) -> None:
         row.update(final_return_per_seed=final.tolist(), final_return_mean=float(final.mean()))
         row.update(steps_per_s_best=round(_SEEDS.value * cfg.total_timesteps / best))
         print(json.dumps(row), flush=True)
+    print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}", flush=True)
     results = list(rows.values())
     if _OUT.value:
         with open(_OUT.value, "w") as f:
-            json.dump(dict(env=_ENV, seeds=_SEEDS.value, config=vars(cfg), rows=results), f)
+            json.dump(dict(env=_ENV, seeds=_SEEDS.value, config=vars(cfg), rows=results,
+                           xla_flags=os.environ.get("XLA_FLAGS", "")), f)
 
 
 if __name__ == "__main__":
