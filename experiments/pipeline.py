@@ -3,6 +3,9 @@
 A stage writes into `workdir/<name>/`; when it returns, `stage.json` records a hash of the config
 sections it reads, its result and its wall time. A rerun with the same config skips it; a changed
 config reruns it (and a stage interrupted midway reruns, resuming from its own checkpoints).
+A stage that resumes from training checkpoints (`restart_on_change`) must not pick up a run of
+another config: when its finished output has another hash, the folder is moved aside to
+`<name>.replaced-<old hash>` (kept, not deleted) and the stage starts afresh.
 Stages that are not built yet are reported as missing, with the issue that tracks them.
 """
 
@@ -12,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import time
 from typing import Any, Callable
 
@@ -28,6 +32,8 @@ class Stage:
     run: StageFn | None  # None: not built yet
     config_keys: tuple[str, ...] = ()  # config sections whose values key the cache
     issue: int | None = None  # where a missing stage is tracked
+    # a finished run of another config is moved aside rather than resumed (training stages)
+    restart_on_change: bool = False
 
 
 def config_hash(config: ml_collections.ConfigDict, keys: tuple[str, ...]) -> str:
@@ -51,6 +57,13 @@ def run_stage(stage: Stage, config: ml_collections.ConfigDict, workdir: str) -> 
             record = json.load(f)
         if record.get("config_hash") == digest:
             return {**record, "status": "cached"}
+        if stage.restart_on_change:
+            aside = f"{out_dir}.replaced-{record.get('config_hash')}"
+            if os.path.exists(aside):
+                shutil.rmtree(aside)  # an older run of that same config, already superseded
+            os.rename(out_dir, aside)
+            print(f"{stage.name}: its config changed; the previous run is kept in {aside}",
+                  flush=True)
     os.makedirs(out_dir, exist_ok=True)
     start = time.time()
     result = stage.run(config, out_dir)

@@ -34,6 +34,24 @@ def test_stages_run_once_then_skip_until_their_config_changes(tmp_path):
     assert summary["train"]["result"] == {"size": 2}
 
 
+def test_training_stage_of_a_changed_config_starts_afresh_and_keeps_the_old_run(tmp_path):
+    seen = []
+
+    def train(config, out_dir):  # "resumes" from whatever checkpoint its folder holds
+        ckpt = tmp_path / "train" / "ckpt"
+        seen.append(ckpt.read_text() if ckpt.exists() else None)
+        ckpt.write_text(f"size {config.model.size}")
+        return {}
+
+    stages = [Stage("train", train, ("model",), restart_on_change=True)]
+    run_pipeline(stages, _config(), str(tmp_path))
+    run_pipeline(stages, _config(size=2), str(tmp_path))
+    assert seen == [None, None]  # the size-2 run did not resume the size-1 checkpoint
+    old = tmp_path / f"train.replaced-{config_hash(_config(), ('model',))}"
+    assert (old / "ckpt").read_text() == "size 1" and (old / "stage.json").exists()
+    assert (tmp_path / "train" / "ckpt").read_text() == "size 2"
+
+
 def test_hash_depends_only_on_declared_sections():
     a, b = _config(), _config()
     b.other.x = 2
