@@ -121,8 +121,8 @@ def pipeline_config() -> ml_collections.ConfigDict:
     # Success rates in ManiSkill (issue 8) of each policy, per task, in in-domain scenes (those of
     # the training data, new episode seeds) and out-of-domain scenes (the data's `ood` scenes).
     # Frames go through the tokenizer (`observation_frames`, as SFT and the world-model env).
-    # About 20 min, estimated: 4 policies x 4 tasks x 2 splits x 2 episodes of <= 100 steps at
-    # about 6 steps/s (two-camera rendering dominates; README) plus a scene rebuild per episode.
+    # 4 policies x 4 tasks x 2 splits x 2 episodes of <= 100 steps: 310 s measured on `tiny`
+    # (2026-12-01, about 5 s per episode with the wrist camera drawn as its box; README).
     config.evaluate = ml_collections.ConfigDict(dict(
         policies=("random", "sft", "ppo_world_model", "ppo_maniskill"),  # random: a reference
         tasks=(),  # () = the data's tasks
