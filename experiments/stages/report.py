@@ -49,6 +49,9 @@ def wall_time_table(records: dict[str, dict[str, Any] | None]) -> str:
         if record is None:
             lines.append(f"| {name} | not run |")
             continue
+        if record.get("result", {}).get("skipped"):
+            lines.append(f"| {name} | skipped (off in this config) |")
+            continue
         total += record["wall_time_s"]
         lines.append(f"| {name} | {format_duration(record['wall_time_s'])} |")
     lines.append(f"| total | {format_duration(total)} |")

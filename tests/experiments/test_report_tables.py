@@ -37,8 +37,9 @@ def test_table2_marks_a_task_the_evaluation_did_not_run():
 
 def test_wall_time_table_totals_the_stages_that_ran():
     table = report.wall_time_table({"a": {"wall_time_s": 60.0}, "b": None,
-                                    "c": {"wall_time_s": 30.0}})
-    assert "| b | not run |" in table
+                                    "c": {"wall_time_s": 30.0},
+                                    "d": {"wall_time_s": 0.1, "result": {"skipped": 1.0}}})
+    assert "| b | not run |" in table and "| d | skipped (off in this config) |" in table
     assert table.splitlines()[-1] == "| total | 1m30s |"
 
 
