@@ -25,7 +25,9 @@ import types
 # (README, Performance): both implementations run with the same single-threaded flags unless
 # --nosingle_threaded_xla is given.
 SINGLE_THREADED_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-if "--nosingle_threaded_xla" not in sys.argv:
+_OFF = ("--nosingle_threaded_xla", "--single_threaded_xla=false", "--single_threaded_xla=False",
+        "--single_threaded_xla=0")
+if not any(arg in _OFF for arg in sys.argv[1:]):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SINGLE_THREADED_XLA}".strip()
 
 import gymnax  # noqa: E402

@@ -225,11 +225,6 @@ def stage_view(config, out_dir: str) -> ml_collections.ConfigDict:
         progress_every_s=config.progress_every_s))
 
 
-# The paper's learned reward baselines trained in the same world model (Fig. 2): stage name ->
-# env.reward. Each runs only when `config.reward_baselines.rewards` names it.
-BASELINE_STAGES = {"ppo_embedding_reward": "embedding", "ppo_proxy_reward": "proxy"}
-
-
 def run_reward_baseline_stage(config, out_dir: str, reward: str) -> dict[str, Any]:
     """PPO in the world model with the `reward` baseline head instead of Eq. (9), otherwise the
     `ppo_world_model` stage's settings, scenes and goals (its scenes.npz is reused when present);

@@ -74,6 +74,15 @@ WORLD_MODEL_FIGURES = (
 TABLE2_TASKS = ("pick_and_place", "move_to_target")  # the paper's P.&P. and M.A.
 
 
+def _has_run(record: dict[str, Any] | None) -> bool:
+    """Whether a stage's record is a finished run (not absent, not skipped by its config)."""
+    return record is not None and not record["result"].get("skipped")
+
+
+def _rate(cell: dict[str, Any]) -> str:
+    return f"{100 * cell['success_rate']:.0f}% ({cell['successes']}/{cell['episodes']})"
+
+
 def table2(results: dict[str, Any], tasks: Sequence[str] = TABLE2_TASKS) -> str:
     """Markdown Table 2 (multi-task): a row per trained policy, per task and split its success
     rate and the change from SFT in points; a task the evaluation did not run is "-"."""
@@ -91,7 +100,7 @@ def table2(results: dict[str, Any], tasks: Sequence[str] = TABLE2_TASKS) -> str:
             if cell is None:
                 cells.append("-")
                 continue
-            text = f"{100 * cell['success_rate']:.0f}% ({cell['successes']}/{cell['episodes']})"
+            text = _rate(cell)
             if policy != "sft" and base is not None:
                 text += f", {100 * (cell['success_rate'] - base['success_rate']):+.0f} pts"
             cells.append(text)
@@ -121,7 +130,7 @@ def fig2_points(results: dict[str, Any], records: dict[str, dict[str, Any] | Non
     points = {}
     for module, stage in REWARD_MODULES:
         record = records.get(stage)
-        if stage not in results or record is None or record["result"].get("skipped"):
+        if stage not in results or not _has_run(record):
             continue
         curve = [(0.0, {s: start[s]["all"] for s in start})] if start else []
         curve.append((training_seconds(record),
@@ -136,8 +145,7 @@ def fig2_table(points: dict[str, list[tuple[float, dict[str, Any]]]]) -> str:
     for module, curve in points.items():
         t, cells = curve[-1]
         lines.append(f"| {module} | {format_duration(t)} | " + " | ".join(
-            f"{100 * cells[s]['success_rate']:.0f}% ({cells[s]['successes']}/"
-            f"{cells[s]['episodes']})" if s in cells else "-" for s in ("ind", "ood")) + " |")
+            _rate(cells[s]) if s in cells else "-" for s in ("ind", "ood")) + " |")
     return "\n".join(lines)
 
 
@@ -274,7 +282,7 @@ def make_report(config, root: str, stage_names: Sequence[str],
                          ("ppo_maniskill", "PPO in ManiSkill"),
                          ("ppo_embedding_reward", "PPO in the world model, embedding reward"),
                          ("ppo_proxy_reward", "PPO in the world model, proxy reward")):
-        if records.get(stage) is None or records[stage]["result"].get("skipped"):
+        if not _has_run(records.get(stage)):
             if stage in ("ppo_world_model", "ppo_maniskill"):
                 parts += [f"## {title}", "", "Not run in this workdir.", ""]
             continue

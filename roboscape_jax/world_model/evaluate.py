@@ -224,17 +224,9 @@ def controllability(ctx: EvalContext, rollout_fn, starts: RolloutStarts, *,
                     seed: int = 0) -> dict[str, float]:
     """Supplement 8.3 at this scale (module docstring). `action_range` [A] is the data's max |a|
     per dimension; the extreme actions are uniform in 10x that range."""
-    real = starts.actions
-    negated = real.copy()
-    negated[..., :6] *= -1.0  # reverse the arm's motion, keep the gripper command
-    zero = real.copy()
-    zero[..., :6] = 0.0
-    rng = np.random.default_rng(seed)
-    extreme = (rng.uniform(-10, 10, real.shape) * action_range).astype(np.float32)
     runs = {name: decode_frames(ctx, _batched_rollouts(rollout_fn, starts, a, batch_size),
                                 references=starts.first_real)
-            for name, a in (("real", real), ("negated", negated), ("zero", zero),
-                            ("extreme", extreme))}
+            for name, a in _reference_actions(starts.actions, action_range, seed).items()}
     lp = {name: score_frames(ctx, f, starts.real)["lpips"][:, -1] for name, f in runs.items()}
     last = {name: f[:, -1] for name, f in runs.items()}
     differs = lambda a, b: float(np.mean(np.abs(last[a] - last[b]).mean((1, 2, 3)) > 1e-3))  # noqa
@@ -256,24 +248,35 @@ def controllability(ctx: EvalContext, rollout_fn, starts: RolloutStarts, *,
 GRID_AXES = ("x", "y", "z")
 
 
+def _reference_actions(real: np.ndarray, action_range: np.ndarray, seed: int
+                       ) -> dict[str, np.ndarray]:
+    """{real, negated, zero, extreme} float32 [..., H, A] from the real actions: the arm's motion
+    reversed or removed (the gripper command kept), and uniform random actions in 10x
+    `action_range` (the data's max |a| per dimension)."""
+    negated, zero = real.copy(), real.copy()
+    negated[..., :6] *= -1.0
+    zero[..., :6] = 0.0
+    extreme = np.random.default_rng(seed).uniform(-10, 10, real.shape) * action_range
+    return {k: v.astype(np.float32) for k, v in
+            (("real", real), ("negated", negated), ("zero", zero), ("extreme", extreme))}
+
+
 def controllability_actions(real: np.ndarray, *, speed: np.ndarray, action_range: np.ndarray,
                             seed: int = 0) -> dict[str, np.ndarray]:
     """The action sequences of the controllability grid for one clip's real actions [H, A]: the
     real, negated and zero motion, a constant move of `speed[axis]` along each +-axis of the
     end effector (no rotation, the real first gripper command held), and uniform random actions
     in 10x `action_range` (supplement Fig. 9). {row name: float32 [H, A]}."""
-    rows = {"real": real.copy(), "negated": real.copy(), "zero": real.copy()}
-    rows["negated"][..., :6] *= -1.0
-    rows["zero"][..., :6] = 0.0
+    reference = _reference_actions(real, action_range, seed)
+    rows = {k: reference[k] for k in ("real", "negated", "zero")}
     for axis, name in enumerate(GRID_AXES):
         for sign, tag in ((1.0, "+"), (-1.0, "-")):
-            move = np.zeros_like(real)
+            move = np.zeros_like(real, dtype=np.float32)
             move[:, axis] = sign * speed[axis]
             move[:, 6:] = real[:1, 6:]
             rows[f"{tag}{name}"] = move
-    rng = np.random.default_rng(seed)
-    rows["extreme"] = rng.uniform(-10, 10, real.shape) * action_range
-    return {k: v.astype(np.float32) for k, v in rows.items()}
+    rows["extreme"] = reference["extreme"]
+    return rows
 
 
 def controllability_grid(ctx: EvalContext, rollout_fn, starts: RolloutStarts, *, clip: int,
