@@ -21,6 +21,7 @@ def get_config(arg: str | None = None):
     for control in ("action", "text"):  # 256x128 frames / 8 = 32x16 tokens
         config.world_models[control] = world_model_config("base", control)
         config.world_models[control].model.update(grid_height=32, grid_width=16)
+    config.world_model_eval.reward_fit_episodes = None  # the baselines fit on every train episode
     common.with_reward_baselines(config)  # Fig. 2's embedding and proxy PPO runs
     config.log_every_steps = 50
     config.progress_every_s = 30.0

@@ -21,6 +21,7 @@ def get_config(arg: str | None = None):
     for control in ("action", "text"):  # 256x128 frames / 16 = 16x8 tokens
         config.world_models[control] = world_model_config("paper", control)
     config.parallel.fsdp = True  # 32 blocks of width 512 and their Adam moments: split them
+    config.world_model_eval.reward_fit_episodes = None  # the baselines fit on every train episode
     common.with_reward_baselines(config)  # Fig. 2's embedding and proxy PPO runs
     config.log_every_steps = 100
     config.progress_every_s = 60.0

@@ -32,7 +32,7 @@ def get_config(arg: str | None = None):
         config.world_models.action = world_model_config("debug", "action")
         config.world_models.text = world_model_config("debug", "text")
         config.world_model_eval.update(horizon=2, starts_per_episode=1, golden_horizon=3,
-                                       reward_fit_steps=20,
+                                       reward_fit_steps=20, reward_fit_episodes=2,
                                        batch_size=4, num_videos=1)
         config.sft = sft_config("debug")
         config.sft.observation_frames = "tokenized"

@@ -186,28 +186,34 @@ def first_frames(episodes: list[data.Episode]) -> list[np.ndarray] | None:
 
 
 def fit_reward_baselines(ctx: wm_eval.EvalContext, train: list[data.Episode], *, steps: int,
-                         seed: int = 0) -> dict[str, reward_baselines.RewardHead]:
-    """The paper's learned baselines, fit to the simulator's rule reward of the `train` episodes:
+                         max_episodes: int | None = None, seed: int = 0
+                         ) -> tuple[dict[str, reward_baselines.RewardHead], dict[str, Any]]:
+    """The paper's learned baselines, fit to the simulator's rule reward of the `train` episodes
+    (at most `max_episodes` of them, evenly spaced, since featurising every frame is the cost):
     an embedding head on the action model's features of each real frame (iVideoGPT) and a proxy
-    MLP on the frame decoded from its tokens (DiWA; what the policy would see in the env)."""
+    MLP on the frame decoded from its tokens (DiWA; what the policy would see in the env).
+    Returns the heads and what they were fit on ({"episodes", "frames", <name>: fit errors})."""
     train = [ep for ep in train if ep.reward is not None]
+    if max_episodes is not None:
+        train = evenly_spaced(train, max_episodes)
     if not train:
         print("rewards: the token cache has no rule reward (re-run tokenize_dataset); the learned "
               "baselines are skipped", flush=True)
-        return {}
+        return {}, {}
     rewards = np.concatenate([frame_rule_reward(ep) for ep in train])
     embedded = wm_eval.teacher_forced_outputs(ctx, train)
     inputs = {"embedding": np.concatenate([f for _, f in embedded]),
               "proxy": np.concatenate([np.asarray(reward_baselines.pooled_frame_features(f))
                                        for f in wm_eval.decode_episodes(
                                            ctx, train, first_frames=first_frames(train))])}
-    heads = {}
+    heads, fits = {}, {"episodes": len(train), "frames": len(rewards)}
     for name, features in inputs.items():
-        heads[name], fit = reward_baselines.fit_reward_head(features, rewards, steps=steps,
-                                                            seed=seed)
-        print(f"rewards: {name} baseline fit on {len(rewards)} train frames, MSE "
-              f"{fit['train_mse']:.4f} (a constant: {fit['train_mse_of_mean']:.4f})", flush=True)
-    return heads
+        heads[name], fits[name] = reward_baselines.fit_reward_head(features, rewards, steps=steps,
+                                                                   seed=seed)
+        print(f"rewards: {name} baseline fit on {len(rewards)} frames of {len(train)} train "
+              f"episodes, MSE {fits[name]['train_mse']:.4f} (a constant: "
+              f"{fits[name]['train_mse_of_mean']:.4f})", flush=True)
+    return heads, fits
 
 
 def save_reward_heads(out_dir: str, heads: dict[str, reward_baselines.RewardHead]) -> None:
@@ -226,10 +232,11 @@ def reward_diagnostics(config, ctx: wm_eval.EvalContext, out_dir: str, goals,
     baseline). Rewards: the oracle (LPIPS to the real final frame), the world-model reward, the
     simulator's rule reward, and the embedding and proxy baselines fit on `train`."""
     tau = config.world_models["action"].sampling.done_threshold
-    heads = fit_reward_baselines(ctx, train, steps=config.world_model_eval.reward_fit_steps,
+    heads, fits = fit_reward_baselines(ctx, train, steps=config.world_model_eval.reward_fit_steps,
+                                 max_episodes=config.world_model_eval.get("reward_fit_episodes"),
                                  seed=config.seed)
     save_reward_heads(out_dir, heads)
-    report: dict[str, Any] = {}
+    report: dict[str, Any] = {"baseline_fit": fits}
     for split, (episodes, goal) in goals.items():
         keep = [i for i, ep in enumerate(episodes) if ep.done[-1] >= 0.5]  # successful only:
         episodes = [episodes[i] for i in keep]  # their final frame is a meaningful goal

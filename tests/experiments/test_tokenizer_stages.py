@@ -87,6 +87,10 @@ def test_world_model_stages_train_and_evaluate(workdir):
     assert rewards["rewards"]["rule"]["median_rho"] > 0.5  # the simulator's reward tracks progress
     for name in ("embedding", "proxy"):  # the learned baselines, fit on the train split
         assert name in rewards["rewards"]
+    fit = results["rewards"]["baseline_fit"]  # on reward_fit_episodes of the train split
+    assert fit["episodes"] == config.world_model_eval.reward_fit_episodes < len(
+        wm_stages.load_cache(str(out), "train"))
+    assert fit["embedding"]["train_mse"] < fit["embedding"]["train_mse_of_mean"]
     assert (out / "rewards" / "curves_ood.png").exists()
     assert "changed-token acc" in wm_stages.headline(results)
 
