@@ -34,11 +34,12 @@ def ppo_world_model_config(variant: str = "tiny") -> ml_collections.ConfigDict:
     # EnvConfig fields (roboscape_jax/env/world_model_env.py); copy_penalty: the value the
     # evaluate_world_models stage chose on val (its action/eval/report.json). reward:
     # "world_model" (Eq. 9), or the paper's "embedding" / "proxy" baselines, whose heads the
-    # evaluate_world_models stage of the pipeline workdir fits and saves.
+    # evaluate_world_models stage of the pipeline workdir fits and saves. dense_reward:
+    # "similarity" (Eq. 5, paid every step) or "progress" (its change per step).
     c.env = ml_collections.ConfigDict(dict(
         max_steps=100, tau_done=0.9, tau_sparse=0.9, sparse_bonus=10.0, num_maskgit_steps=2,
         temperature=0.0, done_pass=False, copy_penalty=0.0, reward="world_model",
-        reward_views="both", gripper_rate=0.5, initial_gripper=1.0))
+        reward_views="both", dense_reward="similarity", gripper_rate=0.5, initial_gripper=1.0))
     # Start scenes: evenly spaced token-cache episodes of `split` (or `num_random` random scenes
     # without a pipeline); goals from the text model's golden trajectory (Eq. 6).
     c.scenes = ml_collections.ConfigDict(dict(split="train", num_scenes=32, golden_horizon=100,

@@ -60,6 +60,10 @@ from roboscape_jax.world_model.sampling import (
 )
 
 REWARDS = ("world_model", "embedding", "proxy")
+# "similarity": Eq. (5), 1 - LPIPS to the goal paid every step (the paper); "progress": its change
+# since the previous frame (potential-based shaping, Ng et al. 1999), whose sum over an episode is
+# the final frame's similarity minus the first's, so a long episode earns no more than a short one.
+DENSE_REWARDS = ("similarity", "progress")
 Obs = dict[str, jax.Array]
 
 
@@ -78,12 +82,16 @@ class EnvConfig:
     copy_penalty: float = 0.0  # decode-time bias toward change (`sampling.copy_penalised`)
     reward: str = "world_model"  # one of REWARDS
     reward_views: str = "both"  # one of rewards.VIEWS: what the dense term looks at
+    dense_reward: str = "similarity"  # one of DENSE_REWARDS (reward="world_model")
     gripper_rate: float = 0.5  # opening change per step: the planner's 4-step open/close
     initial_gripper: float = 1.0  # open
 
     def __post_init__(self):
         if self.reward not in REWARDS:
             raise ValueError(f"reward must be one of {REWARDS}, got {self.reward!r}")
+        if self.dense_reward not in DENSE_REWARDS:
+            raise ValueError(f"dense_reward must be one of {DENSE_REWARDS}, got "
+                             f"{self.dense_reward!r}")
         if self.reward_views not in VIEWS:
             raise ValueError(f"reward_views must be one of {VIEWS}, got {self.reward_views!r}")
         if self.max_steps < 1 or self.num_maskgit_steps < 1:
@@ -109,6 +117,8 @@ class EnvParams:
     reward_head: RewardHead | None = None
     # float32 [N, h, w, K] the first frames' bit margins (world models with `margin_inputs`)
     initial_margins: jax.Array | None = None
+    # float32 [N] 1 - LPIPS(decoded first frame, goal): where dense_reward="progress" starts
+    initial_similarity: jax.Array | None = None
 
 
 @struct.dataclass
@@ -123,6 +133,8 @@ class EnvState:
     # float32 [C, h, w, K] the window's bit margins (world models with `margin_inputs`): the
     # first frame's from its real image, a generated frame's from its decoded image
     margins: jax.Array | None = None
+    # float32 [] the latest frame's 1 - LPIPS to the goal (dense_reward="progress" only)
+    similarity: jax.Array | None = None
 
 
 def executed_action(action: jax.Array) -> jax.Array:
@@ -201,8 +213,15 @@ class WorldModelEnv:
                                 reference=reference))
         margins = (frame_margins(self.tokenizer, tokenizer_params, scenes.initial_frame, tokens,
                                  reference) if self.model.config.margin_inputs else None)
+        similarity = (dense_reward(lpips_params, frame, scenes.goal_frame,
+                                   self.config.reward_views) if self._tracks_similarity else None)
         return EnvParams(tokenizer_params, model_params, lpips_params, scenes, tokens, frame,
-                         reward_head, margins)
+                         reward_head, margins, similarity)
+
+    @property
+    def _tracks_similarity(self) -> bool:
+        """Whether the state carries the latest frame's similarity to the goal."""
+        return self.config.reward == "world_model" and self.config.dense_reward == "progress"
 
     def observation_space(self, params: EnvParams) -> spaces.Dict:
         e = params.scenes.instruction.shape[-1]
@@ -228,7 +247,8 @@ class WorldModelEnv:
         state = EnvState(window.tokens[0], window.actions[0],
                          jnp.asarray(self.config.initial_gripper, jnp.float32),
                          jnp.asarray(scene, jnp.int32), jnp.zeros((), jnp.int32),
-                         None if window.margins is None else window.margins[0])
+                         None if window.margins is None else window.margins[0],
+                         params.initial_similarity[scene] if self._tracks_similarity else None)
         return self._observation(params.initial_obs_frame[scene], state, params), state
 
     def reset(self, key: PRNGKey, params: EnvParams) -> tuple[Obs, EnvState]:
@@ -259,9 +279,12 @@ class WorldModelEnv:
         if state.margins is not None:
             new = frame_margins(self.tokenizer, params.tokenizer, frame, tokens, reference)
             margins = push_frame(window_margins, new)[0]
+        similarity = None
         if c.reward == "world_model":  # Eq. (9): LPIPS to the goal + the done bonus
             goal = params.scenes.goal_frame[state.scene][None]
             dense = dense_reward(params.lpips, frame, goal, c.reward_views)[0]
+            if self._tracks_similarity:
+                similarity, dense = dense, dense - state.similarity
             sparse = sparse_reward(done, c.sparse_bonus, c.tau_sparse)[0]
         else:  # a learned baseline head alone, as the paper's baselines are paid
             dense = self._baseline_reward(tokens, frame, control, state, params)
@@ -269,7 +292,7 @@ class WorldModelEnv:
         state = EnvState(push_frame(state.tokens[None], tokens)[0],
                          push_frame(state.actions[None], action[None])[0],
                          integrate_gripper(state.gripper, action[-1], c.gripper_rate),
-                         state.scene, state.time + 1, margins)
+                         state.scene, state.time + 1, margins, similarity)
         info = {"dense": dense, "sparse": sparse, "done_prob": done[0],
                 "clipped_action_count": num_clipped, "nan_action": nan_action,
                 "goal_reached": params.scenes.goal_reached[state.scene], "scene": state.scene}

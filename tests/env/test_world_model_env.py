@@ -207,6 +207,36 @@ def test_baseline_reward_heads_pay_their_prediction(env_and_params, reward, tmp_
         load_reward_head(str(tmp_path / "missing.msgpack"))
 
 
+def test_progress_dense_reward_pays_the_change_in_similarity(env_and_params):
+    """dense_reward="progress" pays Eq. (5)'s similarity minus the previous frame's (the first
+    step: minus the decoded first frame's), so an episode's dense sum telescopes; the same frames
+    and sparse terms as the paper's "similarity"."""
+    env, params = env_and_params
+    progress = WorldModelEnv(env.tokenizer, env.model,
+                             EnvConfig(max_steps=MAX_STEPS, dense_reward="progress"))
+    pparams = progress.make_params(params.tokenizer, params.model, params.lpips, params.scenes)
+    start = dense_reward(params.lpips, params.initial_obs_frame, params.scenes.goal_frame)
+    np.testing.assert_allclose(pparams.initial_similarity, start, rtol=1e-6)
+    assert params.initial_similarity is None  # the paper's reward tracks nothing
+    actions = jnp.stack([jnp.linspace(-1, 1, 7), -jnp.linspace(-1, 1, 7)])
+    paid = {}
+    for name, (e, p) in {"similarity": (env, params), "progress": (progress, pparams)}.items():
+        step = jax.jit(e.step_env)
+        _, state = e.reset_to(jnp.int32(2), p)
+        paid[name] = []
+        for t, action in enumerate(actions):
+            obs, state, reward, *_, info = step(jax.random.fold_in(KEY, t), state, action, p)
+            paid[name].append((float(info["dense"]), float(reward - info["dense"]), obs["frame"]))
+    similarity = [float(start[2])] + [d for d, _, _ in paid["similarity"]]
+    for t, (dense, sparse, frame) in enumerate(paid["progress"]):
+        np.testing.assert_allclose(dense, similarity[t + 1] - similarity[t], atol=1e-5)
+        assert sparse == paid["similarity"][t][1]
+        np.testing.assert_array_equal(frame, paid["similarity"][t][2])
+    assert float(state.similarity) == pytest.approx(similarity[-1], abs=1e-5)
+    with pytest.raises(ValueError, match="dense_reward must be one of"):
+        EnvConfig(dense_reward="delta")
+
+
 def test_make_scenes_goal_from_golden_trajectory(tokenizer):
     tok, tok_params = tokenizer
     text_model, text_params = init_world_model("text")
