@@ -29,14 +29,20 @@ from roboscape_jax.types import PyTree
 from roboscape_jax.utils.files import write_json
 
 
-@functools.partial(jax.jit, static_argnames="num_views")
+@functools.partial(jax.jit, static_argnames=("num_views", "psnr_lpips_only"))
 def frame_metrics(original: jax.Array, recon: jax.Array, lpips_params: PyTree | None,
-                  num_views: int = 2) -> dict[str, jax.Array]:
-    """Per-frame metrics. original, recon: [B, H, W, 3] in [0, 1]. Returns {name: [B]}."""
-    out = {"psnr": dm_pix.psnr(original, recon), "ssim": dm_pix.ssim(original, recon)}
+                  num_views: int = 2, psnr_lpips_only: bool = False) -> dict[str, jax.Array]:
+    """Per-frame metrics. original, recon: [B, H, W, 3] in [0, 1]. Returns {name: [B]}.
+    `psnr_lpips_only`: PSNR and whole-frame LPIPS alone (no SSIM, no per-view LPIPS: half the
+    AlexNet passes), for evaluations that read nothing else."""
+    out = {"psnr": dm_pix.psnr(original, recon)}
+    if not psnr_lpips_only:
+        out["ssim"] = dm_pix.ssim(original, recon)
     if lpips_params is not None:
         a, b = original * 2 - 1, recon * 2 - 1
         out["lpips"] = lpips_distance(lpips_params, a, b)
+        if psnr_lpips_only:
+            return out
         bsz, h, w, c = a.shape
         views = lambda x: x.reshape(bsz * num_views, h // num_views, w, c)  # noqa: E731
         out["lpips_per_view"] = lpips_distance(lpips_params, views(a), views(b)).reshape(

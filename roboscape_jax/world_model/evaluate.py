@@ -136,7 +136,7 @@ def score_frames(ctx: EvalContext, predicted: np.ndarray, real: np.ndarray,
     scores: dict[str, list] = {"lpips": [], "psnr": []}
     for i in range(0, len(p), size):
         m = frame_metrics(jnp.asarray(r[i:i + size]), jnp.asarray(p[i:i + size]),
-                          ctx.lpips_params)
+                          ctx.lpips_params, psnr_lpips_only=True)
         for k in scores:
             scores[k].append(np.asarray(m[k]))
     out = {k: np.concatenate(v)[:n].reshape(lead) for k, v in scores.items()}
@@ -515,9 +515,10 @@ def reward_curves(ctx: EvalContext, frames: np.ndarray, goal: np.ndarray,
     curves = {}
     for views, rows in (("both", slice(None)), ("third", slice(0, frames.shape[1] // 2))):
         f = frames[:, rows].astype(np.float32) / 255.0
-        for name, target in (("oracle", frames[-1]), ("world_model", goal)):
-            lp = score_frames(ctx, f, np.repeat(target[None, rows], t, 0))["lpips"]
-            curves[f"{name}_dense_{views}"] = 1.0 - lp
+        targets = np.stack([frames[-1, rows], goal[rows]])  # oracle, world model: one call
+        lp = score_frames(ctx, np.stack([f, f]), np.repeat(targets[:, None], t, 1))["lpips"]
+        for name, row in (("oracle", lp[0]), ("world_model", lp[1])):
+            curves[f"{name}_dense_{views}"] = 1.0 - row
     if done is not None:
         sparse = sparse_bonus * (done >= tau)
         for views in ("both", "third"):

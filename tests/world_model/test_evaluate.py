@@ -132,3 +132,31 @@ def test_decode_frames_gives_each_clip_its_reference_frame():
         np.testing.assert_allclose(out[i], expected, atol=1e-5)
     with pytest.raises(ValueError, match="episode-first frame"):
         wm_eval.decode_frames(ctx, tokens)
+
+
+def test_reward_curves_are_one_minus_lpips_to_each_target_and_view():
+    """Both targets are scored in one batched call per view; each curve must still be Eq. (5)
+    of its own target, frame by frame, and the sparse term c * [done >= tau] on top."""
+    from roboscape_jax.tokenizer.losses import load_lpips_params, lpips_distance
+
+    lpips = load_lpips_params()
+    ctx = wm_eval.EvalContext(None, None, None, None, lpips)
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (5, 128, 64, 3), dtype=np.uint8)
+    goal = rng.integers(0, 256, (128, 64, 3), dtype=np.uint8)
+    done = np.asarray([0.1, 0.2, 0.95, 0.3, 0.9])
+    curves = wm_eval.reward_curves(ctx, frames, goal, done, sparse_bonus=10.0, tau=0.9)
+
+    def expected(target, rows):
+        x = jnp.asarray(frames[:, rows], jnp.float32) / 127.5 - 1
+        y = jnp.asarray(np.repeat(target[None, rows], len(frames), 0), jnp.float32) / 127.5 - 1
+        return 1.0 - np.asarray(lpips_distance(lpips, y, x))
+
+    for views, rows in (("both", slice(None)), ("third", slice(0, 64))):
+        np.testing.assert_allclose(curves[f"oracle_dense_{views}"], expected(frames[-1], rows),
+                                   atol=1e-5)
+        np.testing.assert_allclose(curves[f"world_model_dense_{views}"], expected(goal, rows),
+                                   atol=1e-5)
+        np.testing.assert_allclose(curves[f"world_model_{views}"],
+                                   curves[f"world_model_dense_{views}"] + [0, 0, 10, 0, 10])
+    assert curves["oracle_dense_both"][-1] == pytest.approx(1.0, abs=1e-5)
