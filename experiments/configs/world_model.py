@@ -8,7 +8,7 @@ variant whose cache the model trains on (experiments/configs/tokenizer.py).
          1024-way change of the previous code (`predict_change`: class 0 copies, so copying is
          learned in 20 steps; a learned copy gate instead won every token and a plain code head
          could not even copy after 400 steps), codes embedded also through their bits, batch 16:
-         about 27 minutes of training on 2 idle CPU cores (1800 steps of about 0.9 s).
+         about 24 minutes of training on 2 idle CPU cores (1800 steps of about 0.8 s).
          Bit-wise heads (num_factors = num_bits) give partial credit for nearly right codes; on
          the earlier 18-bit tokenizer they scored 87% of a changing token's bits but under 1%
          of its codes.
@@ -54,11 +54,11 @@ def _common(control: str) -> ml_collections.ConfigDict:
     # copying) is chosen from these on the validation split, never on test episodes.
     c.sampling = ml_collections.ConfigDict(dict(num_steps=2, temperature=0.0, done_threshold=0.9,
                                                 copy_penalties=(-2.0, -1.0, -0.5, 0.0, 0.5, 1.0)))
-    # On 2 idle CPU cores a step at batch 16 of 4-frame windows takes about 0.9 s.
-    # 1800 action steps: about 27 minutes at the 1.1 steps/s measured on an idle 2-core machine
-    # on 2026-12-01 (earlier figures of 0.55 steps/s were taken with the cores shared); the text
-    # model's 1300 assume the same rate (not measured this time).
-    c.num_steps = 1800 if control == "action" else 1300
+    # Steps for `make demo`'s 120 minutes: in its fresh-clone run (2026-12-01) the action model
+    # trained at 1.29 steps/s (1800 steps: 23.8 min with evaluations) and the text model at 1.21
+    # (1300 steps: 18.7 min); the text model's 1000 (about 14.4 min; at 700 steps its changed-
+    # token accuracy was 14.6%, at 1300 18.2%) buy back 4 of the 5 minutes that run went over.
+    c.num_steps = 1800 if control == "action" else 1000
     c.log_every_steps = 20
     c.checkpoint_every_steps = 200
     c.eval_every_steps = 250

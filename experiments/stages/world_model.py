@@ -310,13 +310,14 @@ def headline(results: dict[str, Any]) -> str:
     a = results["action"]
     for split in ("val", "ood"):
         s, o, c = a[split]["one_step"], a[split]["open_loop"], a[split]["controllability"]
+        gain = o["lpips_gain_vs_tokenized_copy"]
         lines.append(
             f"action {split}: token acc {s['token_accuracy']:.4f} (copy "
             f"{s['copy_accuracy']:.4f}), changed-token acc {s['changed_token_accuracy']:.3f} (bits "
             f"{s['changed_bit_accuracy']:.3f}), "
             f"done AUROC {s['done_auroc']:.3f}; {int(o['horizon'])}-step LPIPS "
             f"{o['model_lpips']:.4f} vs tokenized copy {o['tokenized_copy_lpips']:.4f} "
-            f"({100 * o['lpips_gain_vs_tokenized_copy']:.1f}% lower), raw copy "
+            f"({100 * abs(gain):.1f}% {'lower' if gain >= 0 else 'higher'}), raw copy "
             f"{o['raw_copy_lpips']:.4f}; real beats negated actions in "
             f"{100 * c['real_beats_negated_fraction']:.0f}% of clips")
     for split in ("val", "ood"):
