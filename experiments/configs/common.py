@@ -79,8 +79,8 @@ def pipeline_config() -> ml_collections.ConfigDict:
         batch_size=16, num_videos=6,
         max_text_episodes=48,  # golden trajectories are long: a fixed subset per split
         reward_fit_steps=2000,  # embedding / proxy reward baselines: AdamW steps of their MLPs
-        reward_fit_episodes=64))  # ... fit on this many train episodes (their featurising is
-    #   most of the reward diagnostics' 8 minutes on `tiny`'s 142 train episodes)
+        reward_fit_episodes=64))  # ... fit on this many evenly spaced train episodes (`tiny`:
+    #   64 of 142, 1 minute less of the evaluation stage; base and paper fit on all)
 
     # Behaviour cloning (issue 7) on tokenized frames, as the world-model env and the ManiSkill
     # adapter show them; `sft.model` is the policy PPO starts from. 4.9 min on 2 idle CPU cores

@@ -232,9 +232,10 @@ def reward_diagnostics(config, ctx: wm_eval.EvalContext, out_dir: str, goals,
     baseline). Rewards: the oracle (LPIPS to the real final frame), the world-model reward, the
     simulator's rule reward, and the embedding and proxy baselines fit on `train`."""
     tau = config.world_models["action"].sampling.done_threshold
-    heads, fits = fit_reward_baselines(ctx, train, steps=config.world_model_eval.reward_fit_steps,
-                                 max_episodes=config.world_model_eval.get("reward_fit_episodes"),
-                                 seed=config.seed)
+    ev = config.world_model_eval
+    heads, fits = fit_reward_baselines(ctx, train, steps=ev.reward_fit_steps,
+                                       max_episodes=ev.get("reward_fit_episodes"),
+                                       seed=config.seed)
     save_reward_heads(out_dir, heads)
     report: dict[str, Any] = {"baseline_fit": fits}
     for split, (episodes, goal) in goals.items():
