@@ -234,7 +234,7 @@ def reward_diagnostics(config, ctx: wm_eval.EvalContext, out_dir: str, goals,
     tau = config.world_models["action"].sampling.done_threshold
     ev = config.world_model_eval
     heads, fits = fit_reward_baselines(ctx, train, steps=ev.reward_fit_steps,
-                                       max_episodes=ev.get("reward_fit_episodes"),
+                                       max_episodes=ev.reward_fit_episodes,
                                        seed=config.seed)
     save_reward_heads(out_dir, heads)
     report: dict[str, Any] = {"baseline_fit": fits}
