@@ -6,6 +6,7 @@ config reruns it (and a stage interrupted midway reruns, resuming from its own c
 A stage that resumes from training checkpoints (`restart_on_change`) must not pick up a run of
 another config: when its finished output has another hash, the folder is moved aside to
 `<name>.replaced-<old hash>` (kept, not deleted) and the stage starts afresh.
+A stage whose config turns it off returns `{"skipped": ...}` and is reported as skipped.
 Stages that are not built yet are reported as missing, with the issue that tracks them.
 """
 
@@ -92,15 +93,25 @@ def run_pipeline(
     return records
 
 
+def skipped_by_config(record: dict[str, Any]) -> bool:
+    """Whether a stage's record says its config turned it off."""
+    return bool((record.get("result") or {}).get("skipped"))
+
+
 def describe(record: dict[str, Any]) -> str:
     if record["status"] == "missing":
         return f"MISSING (not built yet: issue {record['issue']})"
+    if skipped_by_config(record):
+        return "skipped (off in this config)"
     return f"{record['status']} ({record['wall_time_s']:.1f}s)"
 
 
 def summary_table(records: dict[str, dict[str, Any]]) -> str:
     lines = ["| stage | status | wall time |", "|---|---|---|"]
     for name, record in records.items():
+        if skipped_by_config(record):
+            lines.append(f"| {name} | skipped (off in this config) | - |")
+            continue
         wall = f"{record['wall_time_s']:.1f}s" if "wall_time_s" in record else "-"
         status = record["status"] + (f" (issue {record['issue']})" if record.get("issue") else "")
         lines.append(f"| {name} | {status} | {wall} |")

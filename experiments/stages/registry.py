@@ -51,7 +51,6 @@ STAGES = [
     Stage("evaluate_world_models",
           _lazy("experiments.stages.world_model", "run_evaluate_world_models"),
           ("data", "tokenizer", "world_models", "world_model_eval")),
-    Stage("world_model_env", None, issue=6),
     Stage("sft", _lazy("experiments.stages.sft", "run_sft_stage"), ("data", "tokenizer", "sft"),
           restart_on_change=True),
     Stage("ppo_world_model",

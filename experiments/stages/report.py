@@ -19,6 +19,7 @@ import shutil
 from collections.abc import Sequence
 from typing import Any
 
+from experiments.pipeline import skipped_by_config
 from experiments.stages.evaluate_policies import (
     POLICY_NAMES,
     POLICY_STAGES,
@@ -42,11 +43,6 @@ def stage_records(root: str, names: Sequence[str]) -> dict[str, dict[str, Any] |
     return records
 
 
-def _skipped(record: dict[str, Any]) -> bool:
-    """Whether a stage's record says its config turned it off."""
-    return bool(record.get("result", {}).get("skipped"))
-
-
 def wall_time_table(records: dict[str, dict[str, Any] | None]) -> str:
     lines = ["| stage | wall time |", "|---|---|"]
     total = 0.0
@@ -54,7 +50,7 @@ def wall_time_table(records: dict[str, dict[str, Any] | None]) -> str:
         if record is None:
             lines.append(f"| {name} | not run |")
             continue
-        if _skipped(record):
+        if skipped_by_config(record):
             lines.append(f"| {name} | skipped (off in this config) |")
             continue
         total += record["wall_time_s"]
@@ -81,7 +77,7 @@ TABLE2_TASKS = ("pick_and_place", "move_to_target")  # the paper's P.&P. and M.A
 
 def _has_run(record: dict[str, Any] | None) -> bool:
     """Whether a stage's record is a finished run (not absent, not skipped by its config)."""
-    return record is not None and not _skipped(record)
+    return record is not None and not skipped_by_config(record)
 
 
 def _rate(cell: dict[str, Any]) -> str:

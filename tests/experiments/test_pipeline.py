@@ -7,7 +7,7 @@ import sys
 import ml_collections
 import pytest
 
-from experiments.pipeline import Stage, config_hash, run_pipeline
+from experiments.pipeline import Stage, config_hash, run_pipeline, summary_table
 from tests.conftest import REPO_ROOT
 
 
@@ -32,6 +32,13 @@ def test_stages_run_once_then_skip_until_their_config_changes(tmp_path):
     assert len(calls) == 2
     summary = json.loads((tmp_path / "pipeline_summary.json").read_text())
     assert summary["train"]["result"] == {"size": 2}
+
+
+def test_a_stage_its_config_turns_off_is_reported_as_skipped_not_done(tmp_path):
+    stages = [Stage("off", lambda config, out_dir: {"skipped": 1.0}, ("model",))]
+    for _ in range(2):  # the fresh record and the cached one read the same
+        records = run_pipeline(stages, _config(), str(tmp_path))
+        assert "| off | skipped (off in this config) | - |" in summary_table(records)
 
 
 def test_training_stage_of_a_changed_config_starts_afresh_and_keeps_the_old_run(tmp_path):
@@ -73,7 +80,7 @@ def test_main_launcher_debug_run(tmp_path):
         sys.executable,
         "-m",
         "experiments.main",
-        "--only=simulator_check,world_model_env",
+        "--only=simulator_check",
         "--config=experiments/configs/tiny.py:debug",
         f"--workdir={tmp_path}",
     ]
@@ -82,7 +89,6 @@ def test_main_launcher_debug_run(tmp_path):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "| simulator_check | done |" in out.stdout
-    assert "| world_model_env | missing (issue 6) |" in out.stdout
     assert "collect_data" not in out.stdout
     assert (tmp_path / "simulator_check" / "frames.png").exists()
     for name in ("config.json", "run_info.json", "pipeline_summary.json"):
