@@ -28,6 +28,8 @@ class CollectConfig:
     objects: tuple[str, ...] = ()  # restrict scenes to these object names; () = all twenty
     scenes_per_split: int = 4  # per split (ind, ood), drawn from the split's scenes
     episodes_per_task_scene: int = 4
+    # out-of-domain scenes are only evaluated on, never trained on: None = as many as in-domain
+    ood_episodes_per_task_scene: int | None = None
     suboptimal_ratio: float = 0.5  # paper: 1:1
     image_size: int = 64
     control_freq: int = 10
@@ -49,6 +51,14 @@ class CollectConfig:
             raise ValueError(f"suboptimal_ratio must be in [0, 1], got {self.suboptimal_ratio}")
         if self.scenes_per_split < 1 or self.episodes_per_task_scene < 1:
             raise ValueError("scenes_per_split and episodes_per_task_scene must be >= 1")
+        if self.ood_episodes_per_task_scene is not None and self.ood_episodes_per_task_scene < 1:
+            raise ValueError(f"ood_episodes_per_task_scene must be >= 1 or None, got "
+                             f"{self.ood_episodes_per_task_scene}")
+
+    def episodes_per_task_scene_of(self, split_name: str) -> int:
+        if split_name == "ood" and self.ood_episodes_per_task_scene is not None:
+            return self.ood_episodes_per_task_scene
+        return self.episodes_per_task_scene
 
 
 def pick_scenes(
@@ -79,11 +89,12 @@ def schedule(config: CollectConfig) -> list[EpisodeSpec]:
         scenes = pick_scenes(
             split, split_name, config.scenes_per_split, config.seed, tuple(config.objects)
         )
+        per_task_scene = config.episodes_per_task_scene_of(split_name)
         for scene in scenes:
             for task in config.tasks:
-                for k in range(config.episodes_per_task_scene):
+                for k in range(per_task_scene):
                     index = len(specs)
-                    optimal = k >= round(config.episodes_per_task_scene * config.suboptimal_ratio)
+                    optimal = k >= round(per_task_scene * config.suboptimal_ratio)
                     seed = int(np.random.default_rng([config.seed, index]).integers(2**31))
                     specs.append(EpisodeSpec(index, task, scene, split_name, seed, optimal))
     return specs

@@ -18,6 +18,7 @@ def get_config(arg: str | None = None):
     config.tokenizer.input.update(frame_height=256, frame_width=128)  # two stacked 128px views
     config.data.scenes_per_split = 8
     config.data.episodes_per_task_scene = 50
+    config.data.ood_episodes_per_task_scene = None  # as many as in-domain
     for control in ("action", "text"):  # 256x128 frames / 8 = 32x16 tokens
         config.world_models[control] = world_model_config("base", control)
         config.world_models[control].model.update(grid_height=32, grid_width=16)

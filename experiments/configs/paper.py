@@ -18,6 +18,7 @@ def get_config(arg: str | None = None):
     config.tokenizer.input.update(frame_height=256, frame_width=128)  # two stacked 128px views
     config.data.scenes_per_split = 40  # 80 scenes: 20 objects x 2 containers x 2 tables
     config.data.episodes_per_task_scene = 1000  # 500 optimal + 500 sub-optimal
+    config.data.ood_episodes_per_task_scene = None  # as many as in-domain
     for control in ("action", "text"):  # 256x128 frames / 16 = 16x8 tokens
         config.world_models[control] = world_model_config("paper", control)
     config.parallel.fsdp = True  # 32 blocks of width 512 and their Adam moments: split them

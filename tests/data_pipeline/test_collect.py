@@ -26,6 +26,17 @@ def test_schedule_is_deterministic_balanced_and_shardable():
     assert sorted(s.index for shard in shards for s in shard) == list(range(len(specs)))
 
 
+def test_fewer_ood_episodes_leave_the_in_domain_schedule_unchanged():
+    full = collect.schedule(collect.CollectConfig(scenes_per_split=2, episodes_per_task_scene=4))
+    fewer = collect.schedule(collect.CollectConfig(
+        scenes_per_split=2, episodes_per_task_scene=4, ood_episodes_per_task_scene=2))
+    assert [s for s in fewer if s.split == "ind"] == [s for s in full if s.split == "ind"]
+    ood = [s for s in fewer if s.split == "ood"]
+    assert len(ood) == 2 * 4 * 2 and sum(not s.optimal for s in ood) == len(ood) // 2
+    with pytest.raises(ValueError, match="ood_episodes_per_task_scene must be >= 1"):
+        collect.CollectConfig(ood_episodes_per_task_scene=0)
+
+
 def test_objects_restrict_the_scenes():
     config = collect.CollectConfig(
         objects=("green cube", "blue sphere"), scenes_per_split=1, episodes_per_task_scene=1
