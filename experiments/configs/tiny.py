@@ -24,6 +24,7 @@ def get_config(arg: str | None = None):
         config.progress_every_s = 0.0
         config.data.scenes_per_split = 1
         config.data.episodes_per_task_scene = 1
+        config.data.ood_episodes_per_task_scene = 1
         config.tokenizer = tokenizer_config("debug")
         # the reference-conditioned tokenizer (an option `tiny` leaves off), so the debug
         # pipeline runs every stage's first-frame plumbing end to end
