@@ -93,6 +93,9 @@ def run_pipeline(
     return records
 
 
+SKIPPED = "skipped (off in this config)"  # how a stage its config turns off is listed
+
+
 def skipped_by_config(record: dict[str, Any]) -> bool:
     """Whether a stage's record says its config turned it off."""
     return bool((record.get("result") or {}).get("skipped"))
@@ -102,7 +105,7 @@ def describe(record: dict[str, Any]) -> str:
     if record["status"] == "missing":
         return f"MISSING (not built yet: issue {record['issue']})"
     if skipped_by_config(record):
-        return "skipped (off in this config)"
+        return SKIPPED
     return f"{record['status']} ({record['wall_time_s']:.1f}s)"
 
 
@@ -110,7 +113,7 @@ def summary_table(records: dict[str, dict[str, Any]]) -> str:
     lines = ["| stage | status | wall time |", "|---|---|---|"]
     for name, record in records.items():
         if skipped_by_config(record):
-            lines.append(f"| {name} | skipped (off in this config) | - |")
+            lines.append(f"| {name} | {SKIPPED} | - |")
             continue
         wall = f"{record['wall_time_s']:.1f}s" if "wall_time_s" in record else "-"
         status = record["status"] + (f" (issue {record['issue']})" if record.get("issue") else "")

@@ -56,8 +56,9 @@ def _common(control: str) -> ml_collections.ConfigDict:
                                                 copy_penalties=(-2.0, -1.0, -0.5, 0.0, 0.5, 1.0)))
     # Steps for `make demo`'s 120 minutes: in its fresh-clone run (2026-12-01) the action model
     # trained at 1.29 steps/s (1800 steps: 23.8 min with evaluations) and the text model at 1.21
-    # (1300 steps: 18.7 min); the text model's 1000 (about 14.4 min; at 700 steps its changed-
-    # token accuracy was 14.6%, at 1300 18.2%) buy back 4 of the 5 minutes that run went over.
+    # (1300 steps: 18.7 min); the text model's 1000 buy back 4 of the 5 minutes that run went
+    # over (next fresh-clone run, 2026-12-02: 1000 steps in 13.5 min, changed-token accuracy
+    # 13.7%; 14.6% at 700 steps and 18.2% at 1300 in earlier runs).
     c.num_steps = 1800 if control == "action" else 1000
     c.log_every_steps = 20
     c.checkpoint_every_steps = 200

@@ -19,7 +19,7 @@ import shutil
 from collections.abc import Sequence
 from typing import Any
 
-from experiments.pipeline import skipped_by_config
+from experiments.pipeline import SKIPPED, skipped_by_config
 from experiments.stages.evaluate_policies import (
     POLICY_NAMES,
     POLICY_STAGES,
@@ -51,7 +51,7 @@ def wall_time_table(records: dict[str, dict[str, Any] | None]) -> str:
             lines.append(f"| {name} | not run |")
             continue
         if skipped_by_config(record):
-            lines.append(f"| {name} | skipped (off in this config) |")
+            lines.append(f"| {name} | {SKIPPED} |")
             continue
         total += record["wall_time_s"]
         lines.append(f"| {name} | {format_duration(record['wall_time_s'])} |")
