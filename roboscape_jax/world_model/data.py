@@ -13,6 +13,8 @@ up to T - 2 frames before the episode: those frames repeat frame 0 with zero act
 context `sampling.initial_window` builds for a rollout from an episode's first frame. With a
 frame `stride` s > 1 (the text model's coarse plan) a window holds frames start, start + s, ...,
 its starts run over every offset, and padding reaches (T - 2) * s frames before the episode.
+A keyframe-plan text model trains on `plan_episodes` instead: each a few frames from a state to
+its episode's end.
 """
 
 from __future__ import annotations
@@ -104,13 +106,41 @@ def make_batch_fn(episodes: Sequence[Episode], *, batch_size: int, num_frames: i
 
 
 def fixed_windows(episodes: Sequence[Episode], *, num_windows: int, num_frames: int,
-                  control: str = "action", seed: int = 0, stride: int = 1) -> Batch:
+                  control: str = "action", seed: int = 0, stride: int = 1,
+                  pad_start: bool = False) -> Batch:
     """A fixed evaluation set: `num_windows` distinct windows (fewer if there are fewer), sorted."""
-    episode_of, start_of = window_index(episodes, num_frames, pad_start=False, stride=stride)
+    episode_of, start_of = window_index(episodes, num_frames, pad_start=pad_start, stride=stride)
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.permutation(len(episode_of))[:num_windows])
     return collate([make_window(episodes[episode_of[i]], int(start_of[i]), num_frames, stride)
                     for i in chosen], control)
+
+
+def plan_episodes(episodes: Sequence[Episode], num_keyframes: int,
+                  start_fraction: float = 0.0) -> list[Episode]:
+    """Keyframe plans (a `plan_frames` text model's episodes): for each episode and each start s
+    up to `start_fraction` of its length, the frames at round(linspace(s, T - 1, K + 1)) with
+    their done flags and margins, zero actions. Starts after 0 relabel the rest of the episode
+    as a plan from a later state (hindsight), many more plans than episodes to learn from;
+    starts leaving fewer than K frames to the end are skipped."""
+    if num_keyframes < 1:
+        raise ValueError(f"a keyframe plan needs num_keyframes >= 1, got {num_keyframes}")
+    if not 0.0 <= start_fraction < 1.0:
+        raise ValueError(f"start_fraction must be in [0, 1), got {start_fraction}")
+    plans = []
+    for ep in episodes:
+        last = len(ep.tokens) - 1
+        for start in range(0, min(int(start_fraction * last), last - num_keyframes) + 1):
+            frames = np.round(np.linspace(start, last, num_keyframes + 1)).astype(np.int64)
+            plans.append(ep._replace(
+                tokens=ep.tokens[frames], done=ep.done[frames],
+                actions=np.zeros((len(frames), ep.actions.shape[-1]), np.float32),
+                margins=None if ep.margins is None else ep.margins[frames],
+                reward=None if ep.reward is None else ep.reward[frames]))
+    if not plans:
+        raise ValueError(f"no episode of {len(episodes)} has the {num_keyframes + 1} frames a "
+                         f"{num_keyframes}-keyframe plan needs")
+    return plans
 
 
 def require_margins(episodes: Sequence[Episode]) -> None:

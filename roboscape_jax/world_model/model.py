@@ -83,6 +83,11 @@ class WorldModelConfig:
     # and each frame's change is large enough that copying is no answer (on `tiny` its goals
     # measured no better than at stride 1: README, Performance).
     frame_stride: int = 1
+    # K > 0 (text model only): a keyframe plan. The model's frames are K + 1 keyframes evenly
+    # spaced in time from a frame to its episode's last (`data.plan_episodes`), so the golden
+    # trajectory reaches the task's end in K predictions whatever the episode's length, and its
+    # last frame is where done was learned. 0: frames `frame_stride` env steps apart.
+    plan_frames: int = 0
     remat: bool = False
     dtype: str = "float32"  # compute dtype ("bfloat16" on accelerators)
 
@@ -96,6 +101,11 @@ class WorldModelConfig:
             raise ValueError(f"frame_stride must be >= 1, and 1 for the action model (one frame "
                              f"per env step), got {self.frame_stride} for control="
                              f"{self.control!r}")
+        if self.plan_frames < 0 or (self.plan_frames and (self.control != "text"
+                                                           or self.frame_stride != 1)):
+            raise ValueError(f"plan_frames must be >= 0, and 0 unless control='text' with "
+                             f"frame_stride 1, got {self.plan_frames} for control="
+                             f"{self.control!r}, frame_stride {self.frame_stride}")
         if self.width % self.num_heads:
             raise ValueError(f"width {self.width} is not divisible by {self.num_heads} heads")
         for name in ("action_mean", "action_std"):

@@ -58,7 +58,8 @@ class GoldenTrajectory(NamedTuple):
     """Eq. (6): the first predicted frame with done >= tau (the last one if none is)."""
 
     goal_tokens: jax.Array  # int32 [B, h, w]
-    goal_index: jax.Array  # int32 [B], env steps from the initial frame to it (frames x stride)
+    goal_index: jax.Array  # int32 [B], env steps from the initial frame to it (frames x stride;
+    #                        keyframes for a `plan_frames` model)
     reached: jax.Array  # bool [B], whether done >= tau was reached within the horizon
 
 
@@ -300,7 +301,8 @@ def golden_trajectory(params: PyTree, model: WorldModel, first_tokens: jax.Array
     instruction `text` [B, L, E] / `text_mask` [B, L] in a `lax.while_loop` that stops once every
     scene has reached done >= tau or after `horizon` env steps. A model frame stands for
     `frame_stride` env steps: it rolls out ceil(horizon / frame_stride) frames, and `goal_index`
-    counts env steps.
+    counts env steps. A keyframe-plan model (`plan_frames` K) rolls out its K keyframes whatever
+    the horizon, and `goal_index` counts keyframes (they have no fixed length in env steps).
 
     A text model with `margin_inputs` also needs the first frame's bit margins `first_margins`
     [B, h, w, K] and the `tokenizer` with its params: each generated frame's margins are those
@@ -333,7 +335,7 @@ def golden_trajectory(params: PyTree, model: WorldModel, first_tokens: jax.Array
         return _GoldenCarry(index, Window(push_frame(w.tokens, tokens), None, margins), goal)
 
     stride = model.config.frame_stride
-    num_frames = -(-horizon // stride)
+    num_frames = model.config.plan_frames or -(-horizon // stride)
 
     def cond(carry: _GoldenCarry) -> jax.Array:
         return (carry.index < num_frames) & ~jnp.all(carry.goal.reached)

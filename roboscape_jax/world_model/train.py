@@ -36,7 +36,7 @@ EVAL_METRICS = ("token_accuracy", "changed_token_accuracy", "copy_accuracy", "ch
 ACTION_STATS_FILE = "action_stats.json"
 # Model-config fields added after checkpoints of them existed, with the value those checkpoints
 # were trained with: an older checkpoint lacking the field still loads.
-FIELDS_ADDED_LATER = {"frame_stride": 1}
+FIELDS_ADDED_LATER = {"frame_stride": 1, "plan_frames": 0}
 
 
 def action_statistics(episodes: Sequence[data.Episode], min_std: float = 1e-3) -> dict[str, list]:
@@ -180,6 +180,10 @@ def train_and_evaluate(config, workdir: str, episodes: Mapping[str, Sequence[dat
     m = config.model
     if m.get("margin_inputs", False):
         data.require_margins([ep for eps in episodes.values() for ep in eps])
+    if m.get("plan_frames", 0):
+        fraction = config.input.get("plan_start_fraction", 0.0)
+        episodes = {split: data.plan_episodes(eps, m.plan_frames, fraction)
+                    for split, eps in episodes.items()}
     mesh = sharding.data_mesh()
     sharding.check_batch_size(config.input.batch_size, mesh)
     check_resume_compatible(os.path.join(workdir, "checkpoints"), config, FIELDS_ADDED_LATER)
@@ -195,7 +199,9 @@ def train_and_evaluate(config, workdir: str, episodes: Mapping[str, Sequence[dat
                                   stride=model.config.frame_stride)
     windows = data.fixed_windows(episodes["held_out"], num_windows=config.eval.num_windows,
                                  num_frames=m.num_frames, control=m.control, seed=config.seed,
-                                 stride=model.config.frame_stride)
+                                 stride=model.config.frame_stride,
+                                 # a plan's windows from its start (padded) are most of its own
+                                 pad_start=bool(model.config.plan_frames))
     eval_step = make_eval_step(config, model)
 
     def eval_fn(state: TrainState) -> dict[str, float]:

@@ -251,9 +251,11 @@ def test_make_scenes_goal_from_golden_trajectory(tokenizer):
 
 def test_golden_trajectory_of_a_margin_text_model_pushes_generated_margins(tokenizer):
     """A text model that reads bit margins: the golden trajectory's goal equals a step-by-step
-    rollout whose generated frames get the margins of their decoded images."""
+    rollout whose generated frames get the margins of their decoded images (a frame-by-frame
+    model, as the paper's: the debug text model itself is a one-keyframe plan)."""
     tok, tok_params = tokenizer
-    model, params = init_world_model("text", margin_inputs=True)
+    model, params = init_world_model("text", margin_inputs=True, predict_change=True,
+                                     plan_frames=0)
     frames = random_scenes(jax.random.PRNGKey(5), n=2).initial_frame
     text, mask = jnp.ones((2, 4, 384)), jnp.array([[1, 1, 0, 0], [1, 1, 1, 0]], bool)
     first = encode(tok_params, frames, model=tok)

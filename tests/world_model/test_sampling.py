@@ -131,6 +131,14 @@ def test_golden_trajectory_stops_at_first_done():
     short = sampling.golden_trajectory({}, coarse, first, text, mask, KEY, horizon=3)  # 2 frames
     np.testing.assert_array_equal(short.goal_index, [4, 2])
     np.testing.assert_array_equal(short.goal_tokens[:, 0, 0], [2, 3])
+    # a keyframe-plan model rolls out its plan_frames keyframes whatever the horizon
+    plan = CounterModel(WorldModelConfig(control="text", num_bits=6, grid_height=4,
+                                         grid_width=2, num_frames=3, plan_frames=2))
+    for horizon in (1, 100):
+        goal = sampling.golden_trajectory({}, plan, first, text, mask, KEY, horizon=horizon)
+        np.testing.assert_array_equal(goal.goal_index, [2, 1])  # keyframes
+        np.testing.assert_array_equal(goal.reached, [False, True])
+        np.testing.assert_array_equal(goal.goal_tokens[:, 0, 0], [2, 3])
 
 
 def test_margin_model_needs_margins_and_rollout_pushes_generated_ones():

@@ -52,6 +52,32 @@ def test_strided_windows_cover_every_offset_and_pad_by_whole_strides():
         WorldModelConfig(control="action", frame_stride=2)
 
 
+def test_keyframe_plans_run_from_each_start_to_the_episode_end():
+    """A plan_frames text model's episodes: K + 1 keyframes from a start to the last frame,
+    starts up to `start_fraction` of the episode, none leaving fewer than K frames."""
+    episode = data.Episode(np.arange(10)[:, None, None] * np.ones((1, 2, 1), np.int32),
+                           np.ones((10, 7), np.float32), (np.arange(10) >= 8).astype(np.float32),
+                           margins=np.arange(10, dtype=np.float16)[:, None, None, None]
+                           * np.ones((1, 2, 1, 3), np.float16))
+    plans = data.plan_episodes([episode], 3, start_fraction=0.5)
+    assert len(plans) == 5  # starts 0..4 (int(0.5 * 9))
+    np.testing.assert_array_equal(plans[0].tokens[:, 0, 0], [0, 3, 6, 9])
+    np.testing.assert_array_equal(plans[0].done, [0, 0, 0, 1])
+    np.testing.assert_array_equal(plans[4].tokens[:, 0, 0], [4, 6, 7, 9])  # round(6.33, 7.67)
+    np.testing.assert_array_equal(plans[4].margins[:, 0, 0, 0], [4, 6, 7, 9])
+    assert not plans[0].actions.any() and plans[0].actions.shape == (4, 7)
+    assert len(data.plan_episodes([episode], 3)) == 1  # start 0 only
+    assert len(data.plan_episodes([episode], 7, start_fraction=0.9)) == 3  # 0..2 leave 7 frames
+    with pytest.raises(ValueError, match="11 frames"):
+        data.plan_episodes([episode], 10)
+    with pytest.raises(ValueError, match="start_fraction"):
+        data.plan_episodes([episode], 3, start_fraction=1.0)
+    with pytest.raises(ValueError, match="plan_frames"):
+        WorldModelConfig(control="action", plan_frames=3)
+    with pytest.raises(ValueError, match="plan_frames"):
+        WorldModelConfig(control="text", plan_frames=3, frame_stride=2)
+
+
 @pytest.fixture(scope="module")
 def debug_setup():
     config = get_config("debug")
