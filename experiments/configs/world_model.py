@@ -61,7 +61,8 @@ def _common(control: str) -> ml_collections.ConfigDict:
     # trained at 1.29 steps/s (1800 steps: 23.8 min with evaluations) and the text model at 1.21
     # (1300 steps: 18.7 min); the text model's 1000 buy back 4 of the 5 minutes that run went
     # over (next fresh-clone run, 2026-12-02: 1000 steps in 13.5 min, changed-token accuracy
-    # 13.7%; 14.6% at 700 steps and 18.2% at 1300 in earlier runs).
+    # 13.7%; 14.6% at 700 steps and 18.2% at 1300 in earlier runs; the keyframe-plan text model
+    # below: 1000 steps in 13.7 min stand-alone, 2026-12-02).
     c.num_steps = 1800 if control == "action" else 1000
     if control == "text":
         # The text model as a one-keyframe plan: from a frame (the first, or one up to half-way,
@@ -70,7 +71,7 @@ def _common(control: str) -> ml_collections.ConfigDict:
         # the change head's and the margins' copy priors do not help). Measured on `tiny`
         # (README, Performance): goals closer to the real final frame than the initial frame in
         # 83% of `ood` episodes, where frame-by-frame golden trajectories of the same model
-        # stayed at the start frame (38-48%).
+        # stayed at the start frame (38-48%); without the hindsight starts 71-77%.
         c.model.update(plan_frames=1, predict_change=False, margin_inputs=False)
     c.log_every_steps = 20
     c.checkpoint_every_steps = 200
