@@ -35,8 +35,9 @@ def _common(control: str) -> ml_collections.ConfigDict:
         depth=4, width=128, num_heads=4, mlp_ratio=4, action_dim=7, action_hidden=32,
         text_dim=384, done_hidden=64, remat=False, dtype="float32", copy_bias_init=0.0,
         predict_change=True, bit_embedding=True, frame_stride=1, plan_frames=0,
-        # both models read frame t-1's bit margins (model.py); generated frames get theirs by
-        # re-encoding their decoded image (tokenize.generated_margins)
+        # the models read frame t-1's bit margins (model.py; the text model below does not);
+        # generated frames get theirs by re-encoding their decoded image
+        # (tokenize.generated_margins)
         margin_inputs=True))
     # Eq. (4): L = L_vis + done_weight * RMSE(done); 5 as in the authors' code. changed_weight
     # multiplies the cross-entropy of tokens that differ from the previous frame (1 = Eq. 2 as is;
