@@ -131,7 +131,8 @@ def main(_) -> None:
     pjr_cfg = {
         k.upper(): v
         for k, v in vars(cfg).items()
-        if k not in ("normalize_advantages", "bootstrap_truncation", "reward_scale")
+        if k not in ("normalize_advantages", "bootstrap_truncation", "reward_scale",
+                     "values_after_rollout")
     }
     pjr_cfg.update(ENV_NAME=_ENV, DEBUG=False)
     pjr_ppo = _import_purejaxrl(_DIR.value)

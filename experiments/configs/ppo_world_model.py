@@ -48,7 +48,10 @@ def ppo_world_model_config(variant: str = "tiny") -> ml_collections.ConfigDict:
         num_envs=16, num_steps=32, total_timesteps=16 * 32 * 60, update_epochs=4,
         num_minibatches=4, gamma=0.99, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.0, vf_coef=0.5,
         max_grad_norm=0.5, lr=3e-4, anneal_lr=True, activation="relu",
-        normalize_advantages=True, bootstrap_truncation=True, reward_scale=1.0))
+        normalize_advantages=True, bootstrap_truncation=True, reward_scale=1.0,
+        # The image policies share one trunk between actor and critic: the value comes free
+        # with each step's action, and a pass after the rollout would run the trunk twice.
+        values_after_rollout=False))
     c.updates_per_checkpoint = 5
     if variant == "debug":
         c.env.max_steps = 3

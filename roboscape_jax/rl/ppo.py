@@ -61,6 +61,11 @@ class PPOConfig:
     normalize_advantages: bool = True
     bootstrap_truncation: bool = True  # needs info["final_observation"]
     reward_scale: float = 1.0  # rewards are multiplied by this before GAE
+    # V(obs) of the whole rollout in one network pass after it, not inside every env step. The
+    # same numbers; with separate actor and critic networks (the MLP) XLA then drops the critic
+    # from the sequential step. A network whose actor and critic share a trunk (the image
+    # policies) would run that trunk twice: turn it off there.
+    values_after_rollout: bool = True
 
     @classmethod
     def from_config(cls, config: "PPOConfig | Mapping[str, Any] | Any") -> "PPOConfig":
@@ -145,7 +150,7 @@ class Transition(NamedTuple):
     reward: jax.Array  # [N]
     terminated: jax.Array  # [N] bool
     done: jax.Array  # [N] bool, terminated | truncated
-    value: jax.Array  # [N] V(obs)
+    value: jax.Array | None  # [N] V(obs), or None when valued after the rollout
     log_prob: jax.Array  # [N] log pi_old(action | obs)
     final_obs: Any  # [N, ...] pre-reset next observation (bootstrap_truncation), or None
     info: Metrics  # LogWrapper keys, [N] each
@@ -294,7 +299,7 @@ def make_ppo(
             reward=reward,
             terminated=terminated,
             done=jnp.logical_or(terminated, truncated),
-            value=value,
+            value=None if config.values_after_rollout else value,
             log_prob=dist.log_prob(action),
             final_obs=final_obs,
             info={k: info[k] for k in _LOG_KEYS + _MEAN_INFO_KEYS if k in info},
@@ -317,24 +322,38 @@ def make_ppo(
         flat = jax.tree.map(lambda x: x.reshape((t * n,) + x.shape[2:]), obs)
         return network.apply(params, flat)[1].reshape(t, n)
 
-    def make_batch(params: Any, traj: Transition, last_obs: jax.Array) -> Batch:
-        """GAE advantages and value targets [T, N] next to the rollout data."""
-        if traj.final_obs is not None:  # bootstraps from V(final obs) on truncation
-            next_values, terminated = batched_values(params, traj.final_obs), traj.terminated
+    def rollout_values(params: Any, traj: Transition, last_obs: Any) -> tuple[jax.Array, ...]:
+        """(V(s_t) [T, N], V'_t [T, N] of the true next states, terminated flags for GAE).
+
+        One batched pass covers whatever the rollout did not value: its observations
+        (``values_after_rollout``) and the next states (pre-reset final observations when
+        bootstrapping truncation, else the observation after the last step)."""
+        t = traj.reward.shape[0]
+        bootstrap = traj.final_obs is not None
+        nexts = traj.final_obs if bootstrap else jax.tree.map(lambda x: x[None], last_obs)
+        if traj.value is None:
+            both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), traj.obs, nexts)
+            values_all = batched_values(params, both)
+            values, next_part = values_all[:t], values_all[t:]
         else:
-            _, last_value = network.apply(params, last_obs)
-            next_values = shifted_next_values(traj.value, last_value)
-            terminated = traj.done
+            values, next_part = traj.value, batched_values(params, nexts)
+        if bootstrap:  # bootstraps from V(final obs) on truncation
+            return values, next_part, traj.terminated
+        return values, shifted_next_values(values, next_part[0]), traj.done
+
+    def make_batch(params: Any, traj: Transition, last_obs: Any) -> Batch:
+        """GAE advantages and value targets [T, N] next to the rollout data."""
+        values, next_values, terminated = rollout_values(params, traj, last_obs)
         adv = gae_advantages(
             traj.reward * config.reward_scale,
-            traj.value,
+            values,
             next_values,
             terminated,
             traj.done,
             config.gamma,
             config.gae_lambda,
         )
-        return Batch(traj.obs, traj.action, traj.log_prob, traj.value, adv, adv + traj.value)
+        return Batch(traj.obs, traj.action, traj.log_prob, values, adv, adv + values)
 
     def update_step(runner: RunnerState, _: None) -> tuple[RunnerState, Metrics]:
         runner, traj = collect(runner)

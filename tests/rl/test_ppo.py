@@ -126,3 +126,24 @@ def test_truncation_bootstrap_equals_next_values_when_no_episode_ends():
     np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-5)
     for a, b in zip(jax.tree.leaves(results[0][0]), jax.tree.leaves(results[1][0]), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("bootstrap", [True, False])
+def test_values_after_rollout_matches_values_inside_the_rollout(bootstrap):
+    """Valuing the rollout in one pass after it is the same PPO as valuing each step inside it:
+    equal losses and parameters, update for update, with and without the truncation bootstrap
+    (a value of the wrong step or env, or a dropped bootstrap value, would not be)."""
+    env, params = gymnax.make("CartPole-v1")  # episodes end inside the rollout
+    config = dataclasses.replace(TINY, num_envs=3, total_timesteps=4 * 48,
+                                 bootstrap_truncation=bootstrap)
+    results = []
+    for after in (True, False):
+        fns = make_ppo(dataclasses.replace(config, values_after_rollout=after), LogWrapper(env),
+                       params, ActorCritic(2))
+        runner, metrics = jax.jit(fns.train)(jax.random.key(5))
+        assert np.asarray(metrics["num_episodes"]).sum() > 0
+        results.append((runner.train_state.params, metrics))
+    for key in ("value_loss", "policy_loss", "total_loss"):
+        np.testing.assert_allclose(results[0][1][key], results[1][1][key], rtol=1e-4, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(results[0][0]), jax.tree.leaves(results[1][0]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
