@@ -17,7 +17,10 @@ Token grid and vocabulary (see the module docstring of roboscape_jax/tokenizer/m
          (`model.reference_conditioning`, optionally `reference_copy_gate`: encoder and decoder
          also read the episode's first frame) raised OOD PSNR by 0.6-0.7 dB but only on the
          static scene: PSNR on the pixels that moved fell 0.3-1.4 dB and LPIPS rose 12-14%
-         (README, Performance), so it is off.
+         (README, Performance), so it is off. RGB channel-order augmentation of half the
+         training frames (`input.colour_permute_fraction=0.5`) cut out-of-domain LPIPS 7.6%
+         (0.0986 -> 0.0911) but raised in-domain LPIPS 13% and lowered PSNR on both splits
+         (2026-12-03, README Performance), so it is off too.
   base   as tiny with a wider, deeper network and 12 bits, for a GPU.
   paper  2^18 codes as 2 x 2^9 (RoboScape-R / 1X GENIE); 128x128 views, 16x down -> 16x8 tokens.
 """
@@ -45,8 +48,11 @@ def _common() -> ml_collections.ConfigDict:
         moving_weight=0.0))
     c.optim = ml_collections.ConfigDict(dict(
         lr=1e-3, wd=1e-4, warmup_steps=100, grad_clip_norm=1.0, b1=0.9, b2=0.99))
+    # colour_permute_fraction: that share of training frames gets its RGB channels reordered
+    # (tokenizer/train.py `permute_colours`: codes for colours the training scenes lack)
     c.input = ml_collections.ConfigDict(dict(
-        batch_size=32, frame_height=128, frame_width=64, num_views=2, held_out_fraction=0.1))
+        batch_size=32, frame_height=128, frame_width=64, num_views=2, held_out_fraction=0.1,
+        colour_permute_fraction=0.0))
     # Token cache: a bit keeps its previous sign while |z| < hysteresis (fewer noise flips for the
     # world models; measured on the tiny tokenizer, README): 0 = plain sign codes.
     c.cache = ml_collections.ConfigDict(dict(hysteresis=0.15))

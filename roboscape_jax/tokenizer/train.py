@@ -135,18 +135,45 @@ def make_jitted_step(config, model: FrameTokenizer, tx, mesh,
                                       state_sharding=state_sharding)
 
 
+# The five channel orders other than RGB itself: each is a hue rotation or reflection.
+_CHANNEL_ORDERS = np.array([[0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]])
+
+
+def permute_colours(frames: np.ndarray, references: np.ndarray | None, fraction: float,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+    """Reorders the RGB channels of about `fraction` of the frames, each by one of the five
+    non-identity orders, drawn from `rng`; a frame's episode-first reference gets the same order
+    (the motion mask compares the two).
+
+    The `tiny` data shows the tokenizer four in-domain scenes; its out-of-domain split holds
+    objects it never saw. Frames whose colours are swapped teach codes that do not depend on the
+    few colours of the training scenes (uint8 [B, H, W, 3] in, same out)."""
+    if fraction <= 0.0:
+        return frames, references
+    swap = rng.random(len(frames)) < fraction
+    orders = np.where(swap[:, None], _CHANNEL_ORDERS[rng.integers(0, 5, len(frames))],
+                      np.arange(3)[None])
+    take = lambda x: np.take_along_axis(x, orders[:, None, None, :], axis=-1)  # noqa: E731
+    return take(frames), None if references is None else take(references)
+
+
 def make_batch_fn(config, source: FrameSource, *, references: bool = False):
     """batch_fn(step) -> uint8 [B, H, W, 3]: train frames drawn from a generator seeded by step;
-    with `references`, {"frames", "references"}: also each frame's episode-first frame."""
+    with `references`, {"frames", "references"}: also each frame's episode-first frame.
+    `input.colour_permute_fraction` of them have their RGB channels reordered
+    (`permute_colours`)."""
     train_indices = source.split_indices("train")
+    fraction = float(config.input.get("colour_permute_fraction", 0.0))
 
     def batch_fn(step: int):
         rng = np.random.default_rng([config.seed, step])
         indices = np.sort(rng.choice(train_indices, config.input.batch_size))
+        frames = source.get_batch(indices)
+        firsts = source.get_references(indices) if references else None
+        frames, firsts = permute_colours(frames, firsts, fraction, rng)
         if references:
-            return {"frames": source.get_batch(indices),
-                    "references": source.get_references(indices)}
-        return source.get_batch(indices)
+            return {"frames": frames, "references": firsts}
+        return frames
 
     return batch_fn
 

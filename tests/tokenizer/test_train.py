@@ -1,6 +1,7 @@
 """Tokenizer training: a 2-step debug run, resume refusal on another model config, data
 parallelism, and the token cache."""
 
+import itertools
 import json
 import os
 import subprocess
@@ -156,3 +157,28 @@ def test_launcher_debug_smoke_run(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     for name in ("config.json", "run_info.json", "metrics.jsonl", "eval/metrics.json"):
         assert os.path.exists(tmp_path / name), name
+
+
+def test_colour_permutation_reorders_channels_of_frame_and_reference_alike():
+    from roboscape_jax.tokenizer.train import permute_colours
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (64, 4, 2, 3), dtype=np.uint8)
+    refs = rng.integers(0, 256, (64, 4, 2, 3), dtype=np.uint8)
+    same, same_refs = permute_colours(frames, refs, 0.0, np.random.default_rng(1))
+    assert same is frames and same_refs is refs  # off: untouched, no random draws
+    out, out_refs = permute_colours(frames, refs, 1.0, np.random.default_rng(1))
+    assert out.shape == frames.shape and out.dtype == np.uint8
+    orders = set()
+    for i in range(len(frames)):
+        order = next(p for p in itertools.permutations(range(3))
+                     if np.array_equal(out[i], frames[i][..., list(p)]))
+        assert order != (0, 1, 2)  # every frame swapped at fraction 1
+        np.testing.assert_array_equal(out_refs[i], refs[i][..., list(order)])
+        orders.add(order)
+    assert len(orders) == 5  # all five non-identity orders drawn over 64 frames
+    again, _ = permute_colours(frames, refs, 1.0, np.random.default_rng(1))
+    np.testing.assert_array_equal(again, out)  # deterministic per generator
+    half, _ = permute_colours(frames, None, 0.5, np.random.default_rng(2))
+    kept = np.mean([np.array_equal(half[i], frames[i]) for i in range(len(frames))])
+    assert 0.25 < kept < 0.75
