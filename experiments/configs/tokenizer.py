@@ -20,7 +20,8 @@ Token grid and vocabulary (see the module docstring of roboscape_jax/tokenizer/m
          (README, Performance), so it is off. RGB channel-order augmentation of half the
          training frames (`input.colour_permute_fraction=0.5`) cut out-of-domain LPIPS 7.6%
          (0.0986 -> 0.0911) but raised in-domain LPIPS 13% and lowered PSNR on both splits
-         (2026-12-03, README Performance), so it is off too.
+         (2026-12-03, README Performance), so it is off too. 12 bits instead of 10 were no
+         better at 800 steps (out-of-domain LPIPS 0.1016 vs 0.0986; same day).
   base   as tiny with a wider, deeper network and 12 bits, for a GPU.
   paper  2^18 codes as 2 x 2^9 (RoboScape-R / 1X GENIE); 128x128 views, 16x down -> 16x8 tokens.
 """
