@@ -46,8 +46,8 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Interleaved timed runs of each.")
 _OUT = flags.DEFINE_string("out", None, "Optional JSON result path.")
 _BOOTSTRAP = flags.DEFINE_bool(
     "bootstrap_truncation", True,
-    "Ours bootstraps V(final observation) on truncation (one more policy pass per env step); "
-    "PureJaxRL does not. False runs PureJaxRL's algorithm exactly.")
+    "Ours bootstraps V(final observation) on truncation (valued in the batched pass after each "
+    "rollout); PureJaxRL does not. False runs PureJaxRL's algorithm exactly.")
 flags.DEFINE_bool("single_threaded_xla", True,
                   f"Run both under XLA_FLAGS='{SINGLE_THREADED_XLA}' (read before absl parses "
                   "flags; see the module header).")
