@@ -37,11 +37,34 @@ class Stage:
     restart_on_change: bool = False
 
 
-def config_hash(config: ml_collections.ConfigDict, keys: tuple[str, ...]) -> str:
+# Options added after runs were cached, each with the value that keeps the behaviour from before
+# it existed. While a field holds that value it is left out of the hash, so adding an option does
+# not rerun every cached stage of an existing workdir; any other value changes the hash.
+INERT_DEFAULTS: dict[str, Any] = {
+    "tokenizer.input.colour_permute_fraction": 0.0,
+    "ppo_world_model.ppo.values_after_rollout": False,
+}
+
+
+def _drop_inert(payload: dict[str, Any], inert: dict[str, Any]) -> None:
+    """Removes, in place, each dotted path of ``inert`` whose value in ``payload`` equals it."""
+    for path, value in inert.items():
+        *parents, leaf = path.split(".")
+        node = payload
+        for name in parents:
+            node = node.get(name) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node and node[leaf] == value:
+            del node[leaf]
+
+
+def config_hash(config: ml_collections.ConfigDict, keys: tuple[str, ...],
+                inert: dict[str, Any] | None = None) -> str:
+    """Hash of the config sections ``keys`` (and the seed), blind to inert new options."""
     payload = {
         key: config[key].to_dict() if hasattr(config[key], "to_dict") else config[key]
         for key in ("seed", *keys)
     }
+    _drop_inert(payload, INERT_DEFAULTS if inert is None else inert)
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -66,6 +66,30 @@ def test_hash_depends_only_on_declared_sections():
     assert config_hash(a, ("other",)) != config_hash(b, ("other",))
 
 
+def test_a_new_option_at_its_inert_default_keeps_the_hash():
+    before = _config()
+    after = _config()
+    after.model.new_option = 0.0  # an option added later, at the value that changes nothing
+    inert = {"model.new_option": 0.0, "absent.section.field": 1}
+    assert config_hash(after, ("model",), inert) == config_hash(before, ("model",), inert)
+    after.model.new_option = 0.5
+    assert config_hash(after, ("model",), inert) != config_hash(before, ("model",), inert)
+    assert after.model.new_option == 0.5  # the config itself is left untouched
+
+
+def test_inert_defaults_name_fields_the_tiny_config_has():
+    from experiments.configs.tiny import get_config
+    from experiments.pipeline import INERT_DEFAULTS
+
+    config = get_config()
+    for path, value in INERT_DEFAULTS.items():  # a renamed or misspelt path would never match
+        node = config
+        for name in path.split("."):
+            assert name in node, path
+            node = node[name]
+        assert type(node) is type(value), path
+
+
 def test_failed_stage_leaves_no_marker_and_reruns(tmp_path):
     def broken(config, out_dir):
         raise RuntimeError("boom")
