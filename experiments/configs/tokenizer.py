@@ -12,16 +12,20 @@ Token grid and vocabulary (see the module docstring of roboscape_jax/tokenizer/m
          Performance); fewer bits per token keep codes stable and predictable.
          L1 counts the pixels that moved since the episode's first frame 5 times
          (`loss.moving_weight` = 4: the arm and objects are what the world model must draw;
-         +0.9 dB PSNR on them, README Performance). 800 steps: about 14 minutes on 2 idle
-         cores (1.04 steps/s). Reference conditioning
+         +0.9 dB PSNR on them, README Performance). Batch 8 for 3200 steps: the same frames
+         seen and about the same wall time as batch 32 for 800 steps (a step costs about its
+         batch on these 2 cores: 2.29 steps/s at 8, 1.04 at 16, 0.57 at 32 on the slow
+         2026-12-03 VM), but four times the updates: out-of-domain LPIPS 0.0986 -> 0.0841,
+         PSNR 23.40 -> 24.10 dB; in-domain 0.0658 -> 0.0528, 23.48 -> 24.48 dB (batch 16 for
+         1600 steps: between the two; docs/performance_history.md). Reference conditioning
          (`model.reference_conditioning`, optionally `reference_copy_gate`: encoder and decoder
          also read the episode's first frame) raised OOD PSNR by 0.6-0.7 dB but only on the
          static scene: PSNR on the pixels that moved fell 0.3-1.4 dB and LPIPS rose 12-14%
          (README, Performance), so it is off. RGB channel-order augmentation of half the
          training frames (`input.colour_permute_fraction=0.5`) cut out-of-domain LPIPS 7.6%
          (0.0986 -> 0.0911) but raised in-domain LPIPS 13% and lowered PSNR on both splits
-         (2026-12-03, README Performance), so it is off too. 12 bits instead of 10 were no
-         better at 800 steps (out-of-domain LPIPS 0.1016 vs 0.0986; same day).
+         (2026-12-03, batch 32, README Performance), so it is off too. 12 bits instead of 10 were
+         no better at 800 steps of batch 32 (out-of-domain LPIPS 0.1016 vs 0.0986; same day).
   base   as tiny with a wider, deeper network and 12 bits, for a GPU.
   paper  2^18 codes as 2 x 2^9 (RoboScape-R / 1X GENIE); 128x128 views, 16x down -> 16x8 tokens.
 """
@@ -86,7 +90,10 @@ def tokenizer_config(variant: str = "tiny") -> ml_collections.ConfigDict:
         c.eval.update(num_frames=8, batch_size=8, grid_frames=4, lpips=False)
     elif variant == "tiny":
         c.loss.moving_weight = 4.0
-        c.num_steps = 800
+        c.input.batch_size = 8
+        c.num_steps = 3200
+        c.checkpoint_every_steps = 400
+        c.eval_every_steps = 800
     elif variant == "base":
         c.model.update(channels=64, channel_mults=(1, 2, 2, 4), num_res_blocks=2, num_bits=12)
         c.input.batch_size = 64
