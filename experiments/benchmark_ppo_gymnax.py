@@ -22,7 +22,7 @@ import types
 
 # XLA:CPU's flags must be set before the backend starts, and the imports below start it. On two
 # cores these small programs lose more to hand-offs between XLA's threads than they gain
-# (README, Performance): both implementations run with the same single-threaded flags unless
+# (docs/performance_history.md): both implementations run with the same single-threaded flags unless
 # --nosingle_threaded_xla is given.
 SINGLE_THREADED_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 _OFF = ("--nosingle_threaded_xla", "--single_threaded_xla=false", "--single_threaded_xla=False",

@@ -5,7 +5,8 @@
 Prints the fraction of tokens that change per step in each view, the bits flipped per changed
 token, the latent magnitude |z| of flipped bits against all bits (flips at the sign boundary are
 noise-like), and the fraction of 8x8 patches whose pixels really change. The world models can only
-predict what the tokens do; codes that flip on tiny pixel changes cap them (README, Performance).
+predict what the tokens do; codes that flip on tiny pixel changes cap them
+(docs/performance_history.md).
 
 With --margins, also the token changes per step and the reconstruction LPIPS / PSNR of codes
 quantized with each hysteresis margin (`tokenizer.model.hysteresis_quantize`, the token cache's

@@ -10,7 +10,7 @@ On fixed held-out windows, with the last frame fully masked (the first MaskGIT p
          the change probability exceeds a threshold (what a decode-time copy penalty buys);
   action how much the predictions depend on the action: the mean total-variation distance
          between the code distributions under the real actions and under zero actions.
-Greedy decoding shows none of this when copying wins every token (README, Performance).
+Greedy decoding shows none of this when copying wins every token (docs/performance_history.md).
 """
 
 from __future__ import annotations

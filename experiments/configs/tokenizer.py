@@ -21,7 +21,7 @@ Token grid and vocabulary (see the module docstring of roboscape_jax/tokenizer/m
          (`model.reference_conditioning`, optionally `reference_copy_gate`: encoder and decoder
          also read the episode's first frame) raised OOD PSNR by 0.6-0.7 dB but only on the
          static scene: PSNR on the pixels that moved fell 0.3-1.4 dB and LPIPS rose 12-14%
-         (README, Performance), so it is off. RGB channel-order augmentation of half the
+         (docs/performance_history.md), so it is off. RGB channel-order augmentation of half the
          training frames (`input.colour_permute_fraction=0.5`) cut out-of-domain LPIPS 7.6%
          (0.0986 -> 0.0911) but raised in-domain LPIPS 13% and lowered PSNR on both splits
          (2026-12-03, batch 32, README Performance), so it is off too. 12 bits instead of 10 were

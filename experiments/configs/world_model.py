@@ -70,8 +70,8 @@ def _common(control: str) -> ml_collections.ConfigDict:
         # `plan_start_fraction`) and the instruction straight to the episode's last frame, with a
         # plain code head and no bit margins (an end frame shares few codes with its start, so
         # the change head's and the margins' copy priors do not help). Measured on `tiny`
-        # (README, Performance): goals closer to the real final frame than the initial frame in
-        # 83% of `ood` episodes, where frame-by-frame golden trajectories of the same model
+        # (docs/performance_history.md): goals closer to the real final frame than the initial
+        # frame in 83% of `ood` episodes, where frame-by-frame golden trajectories of the same model
         # stayed at the start frame (38-48%); without the hindsight starts 71-77%.
         c.model.update(plan_frames=1, predict_change=False, margin_inputs=False)
     c.log_every_steps = 20

@@ -41,7 +41,7 @@ def hysteresis_quantize(latents: jax.Array, margin: float) -> jax.Array:
     cannot predict such flips, and either sign decodes about equally well (|z| is small). Keeping
     the previous sign inside the margin (margin 0 = plain `lfq_quantize`) cuts those flips: on the
     tiny tokenizer margin 0.15 removes about a third of the token changes per step for +1-2%
-    reconstruction LPIPS (README, Performance). The first frame is quantized plainly.
+    reconstruction LPIPS (docs/performance_history.md). The first frame is quantized plainly.
 
     Args: latents [T, ..., K] of consecutive frames. Returns: [T, ..., K] codes in {-1, +1}.
     """

@@ -81,7 +81,7 @@ class WorldModelConfig:
     # (1); the text model, whose only use is the goal frame of its golden trajectory, may predict
     # a coarse plan: at stride 8 it reaches an episode's end in about 8 frames instead of 64,
     # and each frame's change is large enough that copying is no answer (on `tiny` its goals
-    # measured no better than at stride 1: README, Performance).
+    # measured no better than at stride 1: docs/performance_history.md).
     frame_stride: int = 1
     # K > 0 (text model only): a keyframe plan. The model's frames are K + 1 keyframes evenly
     # spaced in time from a frame to its episode's last (`data.plan_episodes`), so the golden
