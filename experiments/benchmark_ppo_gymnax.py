@@ -2,10 +2,12 @@ r"""Benchmarks our PPO against PureJaxRL's ppo.py on gymnax CartPole-v1.
 
 Both run jit(vmap(train)) over the same seeds with PureJaxRL's default
 hyper-parameters, in one process; compile and run wall times are reported
-separately. PureJaxRL is imported from a checkout, never copied:
+separately, with the per-repeat ratio to PureJaxRL. With --host_devices=N a
+third row runs our seeds shared out over N CPU devices (`roboscape_jax.rl.seeds`).
+PureJaxRL is imported from a checkout, never copied:
 
   python experiments/benchmark_ppo_gymnax.py --purejaxrl_dir=/tmp/purejaxrl \
-      --seeds=4 --repeats=3 --out=/tmp/bench.json
+      --seeds=4 --repeats=8 --host_devices=2 --out=/tmp/bench.json
 
 Runtime shims (not PureJaxRL code): its ppo.py targets gymnax 0.x, whose step
 returns 5 values, so its ``gymnax.make`` is pointed at an adapter that merges
@@ -29,6 +31,11 @@ _OFF = ("--nosingle_threaded_xla", "--single_threaded_xla=false", "--single_thre
         "--single_threaded_xla=0")
 if not any(arg in _OFF for arg in sys.argv[1:]):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SINGLE_THREADED_XLA}".strip()
+# --host_devices=N splits the CPU into N devices (also before the backend starts).
+_HOST_DEVICES = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--host_devices=")]
+if _HOST_DEVICES and _HOST_DEVICES[-1] != "1":
+    os.environ["XLA_FLAGS"] = (f"{os.environ.get('XLA_FLAGS', '')} "
+                               f"--xla_force_host_platform_device_count={_HOST_DEVICES[-1]}").strip()
 
 import gymnax  # noqa: E402
 import jax  # noqa: E402
@@ -38,6 +45,7 @@ from absl import app, flags  # noqa: E402
 
 from roboscape_jax.policies import ActorCritic  # noqa: E402
 from roboscape_jax.rl import LogWrapper, PPOConfig, make_train  # noqa: E402
+from roboscape_jax.rl.seeds import compile_over_seeds, seed_devices  # noqa: E402
 
 _DIR = flags.DEFINE_string("purejaxrl_dir", None, "PureJaxRL checkout.", required=True)
 _SEEDS = flags.DEFINE_integer("seeds", 4, "Seeds, vmapped.")
@@ -48,6 +56,12 @@ _BOOTSTRAP = flags.DEFINE_bool(
     "bootstrap_truncation", True,
     "Ours bootstraps V(final observation) on truncation (valued in the batched pass after each "
     "rollout); PureJaxRL does not. False runs PureJaxRL's algorithm exactly.")
+flags.DEFINE_integer(
+    "host_devices", 1,
+    "Split the CPU into this many XLA devices (read before absl parses flags). Above 1, a third "
+    "row, ours_over_devices, runs our seeds with `roboscape_jax.rl.seeds` (seeds shared out over "
+    "the devices, each device its own thread); PureJaxRL's ppo.py and the `ours` row keep "
+    "jit(vmap(train)) on one device, as published.")
 flags.DEFINE_bool("single_threaded_xla", True,
                   f"Run both under XLA_FLAGS='{SINGLE_THREADED_XLA}' (read before absl parses "
                   "flags; see the module header).")
@@ -107,9 +121,12 @@ def _import_purejaxrl(root: str) -> types.ModuleType:
     return pjr_ppo
 
 
-def _compile(train, keys) -> tuple[float, object]:
+def _compile(train, keys, over_devices: bool = False) -> tuple[float, object]:
     t0 = time.perf_counter()
-    compiled = jax.jit(jax.vmap(train)).lower(keys).compile()
+    if over_devices:
+        compiled = compile_over_seeds(train, keys)
+    else:
+        compiled = jax.jit(jax.vmap(train)).lower(keys).compile()
     return time.perf_counter() - t0, compiled
 
 
@@ -140,14 +157,18 @@ def main(_) -> None:
     ours = make_train(cfg, LogWrapper(env), params, ActorCritic(2, activation=cfg.activation))
     keys = jax.random.split(jax.random.key(0), _SEEDS.value)
     trains = {"purejaxrl": pjr_ppo.make_train(dict(pjr_cfg)), "ours": ours}
+    devices = seed_devices(_SEEDS.value)
+    if len(jax.local_devices()) > 1:
+        trains["ours_over_devices"] = ours
     compiled, rows, outs = {}, {}, {}
     for name, train in trains.items():
-        compile_s, compiled[name] = _compile(train, keys)
-        rows[name] = dict(impl=name, compile_s=round(compile_s, 2), run_s=[])
+        compile_s, compiled[name] = _compile(train, keys, over_devices=name == "ours_over_devices")
+        rows[name] = dict(impl=name, compile_s=round(compile_s, 2), run_s=[],
+                          devices=len(devices) if name == "ours_over_devices" else 1)
     names = list(trains)
     for repeat in range(_REPEATS.value):
-        # Interleaved, so both see the same machine load, and in alternating order (ABBA), so a
-        # cost that falls on whichever runs first or second in a pair does not favour either.
+        # Interleaved, so all see the same machine load, and in alternating order (ABBA), so a
+        # cost that falls on whichever runs first or last in a round does not favour any.
         for name in names if repeat % 2 == 0 else names[::-1]:
             run_s, outs[name] = _run(compiled[name], keys)
             rows[name]["run_s"].append(round(run_s, 2))
@@ -159,10 +180,13 @@ def main(_) -> None:
         row.update(final_return_per_seed=final.tolist(), final_return_mean=float(final.mean()))
         row.update(steps_per_s_best=round(_SEEDS.value * cfg.total_timesteps / best))
         print(json.dumps(row), flush=True)
-    ratios = [o / p for o, p in zip(rows["ours"]["run_s"], rows["purejaxrl"]["run_s"], strict=True)]
-    paired = dict(ours_over_purejaxrl_per_repeat=[round(r, 3) for r in ratios],
-                  median=round(float(np.median(ratios)), 3),
-                  repeats_ours_not_slower=sum(r <= 1.0 for r in ratios))
+    paired = {}
+    for name in names[1:]:
+        ratios = [o / p for o, p in zip(rows[name]["run_s"], rows["purejaxrl"]["run_s"],
+                                        strict=True)]
+        paired[name] = dict(over_purejaxrl_per_repeat=[round(r, 3) for r in ratios],
+                            median=round(float(np.median(ratios)), 3),
+                            repeats_not_slower=sum(r <= 1.0 for r in ratios))
     print(json.dumps(dict(paired=paired)), flush=True)
     print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}", flush=True)
     results = list(rows.values())

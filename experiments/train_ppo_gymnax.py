@@ -1,4 +1,6 @@
-r"""Trains PPO on a gymnax env over several seeds (vmapped) and reports timing.
+r"""Trains PPO on a gymnax env over several seeds (vmapped, and shared out over the devices
+present: `roboscape_jax.rl.seeds`) and reports timing. On a CPU,
+XLA_FLAGS=--xla_force_host_platform_device_count=N runs the seeds on N cores at once.
 
   python experiments/train_ppo_gymnax.py \
       --config=experiments/configs/ppo_gymnax.py:env=cartpole \
@@ -16,9 +18,10 @@ from ml_collections import config_flags
 
 from roboscape_jax.policies import ActorCritic
 from roboscape_jax.rl import ClipActionWrapper, LogWrapper, PPOConfig, make_train
+from roboscape_jax.rl.seeds import compile_over_seeds, seed_devices
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
-_SEEDS = flags.DEFINE_integer("seeds", 4, "Number of seeds, vmapped.")
+_SEEDS = flags.DEFINE_integer("seeds", 4, "Number of seeds, vmapped over the devices.")
 _OUT = flags.DEFINE_string("out", None, "Optional JSON result path.")
 _RANDOM = flags.DEFINE_bool("random_baseline", False, "Also time a random policy.")
 
@@ -52,8 +55,7 @@ def main(_) -> None:
     network = ActorCritic(width, discrete, activation=ppo.activation, **config.model)
     keys = jax.random.split(jax.random.key(config.seed), _SEEDS.value)
     t0 = time.perf_counter()
-    train = jax.jit(jax.vmap(make_train(ppo, env, env_params, network)))
-    compiled = train.lower(keys).compile()
+    compiled = compile_over_seeds(make_train(ppo, env, env_params, network), keys)
     t1 = time.perf_counter()
     _, metrics = jax.block_until_ready(compiled(keys))
     run_s = time.perf_counter() - t1
@@ -61,7 +63,8 @@ def main(_) -> None:
     final = np.asarray(metrics["returned_episode_returns"][:, -1])
     steps_per_s = _SEEDS.value * ppo.total_timesteps / run_s
     last_episodes = float(np.nanmean(metrics["episode_return"][:, -1]))
-    result = dict(env=config.env_name, seeds=_SEEDS.value, compile_s=t1 - t0, run_s=run_s)
+    result = dict(env=config.env_name, seeds=_SEEDS.value, devices=len(seed_devices(_SEEDS.value)),
+                  compile_s=t1 - t0, run_s=run_s)
     result.update(steps_per_s=steps_per_s, final_return_mean=float(final.mean()))
     result.update(final_return_per_seed=final.tolist(), last_update_episode_return=last_episodes)
     if _RANDOM.value:
