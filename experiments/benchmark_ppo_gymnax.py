@@ -2,12 +2,12 @@ r"""Benchmarks our PPO against PureJaxRL's ppo.py on gymnax CartPole-v1.
 
 Both run jit(vmap(train)) over the same seeds with PureJaxRL's default
 hyper-parameters, in one process; compile and run wall times are reported
-separately, with the per-repeat ratio to PureJaxRL. With --host_devices=N a
+separately, with the per-repeat ratio to PureJaxRL. With --cpu_devices=N a
 third row runs our seeds shared out over N CPU devices (`roboscape_jax.rl.seeds`).
 PureJaxRL is imported from a checkout, never copied:
 
   python experiments/benchmark_ppo_gymnax.py --purejaxrl_dir=/tmp/purejaxrl \
-      --seeds=4 --repeats=8 --host_devices=2 --out=/tmp/bench.json
+      --seeds=4 --repeats=8 --cpu_devices=2 --out=/tmp/bench.json
 
 Runtime shims (not PureJaxRL code): its ppo.py targets gymnax 0.x, whose step
 returns 5 values, so its ``gymnax.make`` is pointed at an adapter that merges
@@ -25,17 +25,18 @@ import types
 # XLA:CPU's flags must be set before the backend starts, and the imports below start it. On two
 # cores these small programs lose more to hand-offs between XLA's threads than they gain
 # (docs/performance_history.md): both implementations run with the same single-threaded flags unless
-# --nosingle_threaded_xla is given.
-SINGLE_THREADED_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+# --nosingle_threaded_xla is given. (Until 2026-12-03 this also held
+# "intra_op_parallelism_threads=1", a TensorFlow option, not an XLA flag: XLA stops reading
+# XLA_FLAGS at it, so it did nothing itself but hid any flag after it.)
+SINGLE_THREADED_XLA = "--xla_cpu_multi_thread_eigen=false"
 _OFF = ("--nosingle_threaded_xla", "--single_threaded_xla=false", "--single_threaded_xla=False",
         "--single_threaded_xla=0")
 if not any(arg in _OFF for arg in sys.argv[1:]):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SINGLE_THREADED_XLA}".strip()
-# --host_devices=N splits the CPU into N devices (also before the backend starts).
-_HOST_DEVICES = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--host_devices=")]
-if _HOST_DEVICES and _HOST_DEVICES[-1] != "1":
-    os.environ["XLA_FLAGS"] = (f"{os.environ.get('XLA_FLAGS', '')} "
-                               f"--xla_force_host_platform_device_count={_HOST_DEVICES[-1]}").strip()
+
+from experiments.cpu_devices import cpu_devices_from_argv  # noqa: E402
+
+cpu_devices_from_argv(1)  # --cpu_devices=N: N host CPU devices, also before the backend starts
 
 import gymnax  # noqa: E402
 import jax  # noqa: E402
@@ -57,7 +58,7 @@ _BOOTSTRAP = flags.DEFINE_bool(
     "Ours bootstraps V(final observation) on truncation (valued in the batched pass after each "
     "rollout); PureJaxRL does not. False runs PureJaxRL's algorithm exactly.")
 flags.DEFINE_integer(
-    "host_devices", 1,
+    "cpu_devices", 1,
     "Split the CPU into this many XLA devices (read before absl parses flags). Above 1, a third "
     "row, ours_over_devices, runs our seeds with `roboscape_jax.rl.seeds` (seeds shared out over "
     "the devices, each device its own thread); PureJaxRL's ppo.py and the `ours` row keep "

@@ -1,6 +1,6 @@
 r"""Trains PPO on a gymnax env over several seeds (vmapped, and shared out over the devices
-present: `roboscape_jax.rl.seeds`) and reports timing. On a CPU,
-XLA_FLAGS=--xla_force_host_platform_device_count=N runs the seeds on N cores at once.
+present: `roboscape_jax.rl.seeds`) and reports timing. On a CPU host the launcher splits the CPU
+into one XLA device per core (--cpu_devices), so the seeds run on all cores at once.
 
   python experiments/train_ppo_gymnax.py \
       --config=experiments/configs/ppo_gymnax.py:env=cartpole \
@@ -8,22 +8,32 @@ XLA_FLAGS=--xla_force_host_platform_device_count=N runs the seeds on N cores at 
 """
 
 import json
+import os
 import time
 
-import gymnax
-import jax
-import numpy as np
-from absl import app, flags
-from ml_collections import config_flags
+from experiments.cpu_devices import cpu_devices_from_argv
 
-from roboscape_jax.policies import ActorCritic
-from roboscape_jax.rl import ClipActionWrapper, LogWrapper, PPOConfig, make_train
-from roboscape_jax.rl.seeds import compile_over_seeds, seed_devices
+DEFAULT_CPU_DEVICES = os.cpu_count() or 1
+cpu_devices_from_argv(DEFAULT_CPU_DEVICES)  # before gymnax/JAX start XLA's backend
+
+import gymnax  # noqa: E402
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from roboscape_jax.policies import ActorCritic  # noqa: E402
+from roboscape_jax.rl import ClipActionWrapper, LogWrapper, PPOConfig, make_train  # noqa: E402
+from roboscape_jax.rl.seeds import compile_over_seeds, seed_devices  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _SEEDS = flags.DEFINE_integer("seeds", 4, "Number of seeds, vmapped over the devices.")
 _OUT = flags.DEFINE_string("out", None, "Optional JSON result path.")
 _RANDOM = flags.DEFINE_bool("random_baseline", False, "Also time a random policy.")
+_CPU_DEVICES = flags.DEFINE_integer(
+    "cpu_devices", DEFAULT_CPU_DEVICES,
+    "XLA devices to split the host CPU into (default: one per core; read before absl parses "
+    "flags); seeds are shared out over them. 1 leaves XLA_FLAGS alone.")
 
 
 def random_policy_return(env, env_params, rng: jax.Array, num_envs: int = 64) -> float:
