@@ -59,10 +59,10 @@ _BOOTSTRAP = flags.DEFINE_bool(
     "rollout); PureJaxRL does not. False runs PureJaxRL's algorithm exactly.")
 flags.DEFINE_integer(
     "cpu_devices", 1,
-    "Split the CPU into this many XLA devices (read before absl parses flags). Above 1, a third "
-    "row, ours_over_devices, runs our seeds with `roboscape_jax.rl.seeds` (seeds shared out over "
-    "the devices, each device its own thread); PureJaxRL's ppo.py and the `ours` row keep "
-    "jit(vmap(train)) on one device, as published.")
+    "Split the CPU into this many XLA devices (read before absl parses flags). When the seeds "
+    "split over more than one of them, a third row, ours_over_devices, runs our seeds with "
+    "`roboscape_jax.rl.seeds` (each device its own thread); PureJaxRL's ppo.py and the `ours` "
+    "row keep jit(vmap(train)) on one device, as published.")
 flags.DEFINE_bool("single_threaded_xla", True,
                   f"Run both under XLA_FLAGS='{SINGLE_THREADED_XLA}' (read before absl parses "
                   "flags; see the module header).")
@@ -159,7 +159,7 @@ def main(_) -> None:
     keys = jax.random.split(jax.random.key(0), _SEEDS.value)
     trains = {"purejaxrl": pjr_ppo.make_train(dict(pjr_cfg)), "ours": ours}
     devices = seed_devices(_SEEDS.value)
-    if len(jax.local_devices()) > 1:
+    if len(devices) > 1:  # else the same program as `ours`
         trains["ours_over_devices"] = ours
     compiled, rows, outs = {}, {}, {}
     for name, train in trains.items():

@@ -12,10 +12,8 @@ import sys
 FLAG = "--cpu_devices"
 
 
-def request_cpu_devices(count: int) -> None:
+def _request_cpu_devices(count: int) -> None:
     """Asks XLA for `count` host CPU devices (replacing any count already in XLA_FLAGS)."""
-    if count < 1:
-        raise ValueError(f"{FLAG} must be >= 1, got {count}")
     flags = re.sub(r"--xla_force_host_platform_device_count=\S*", "",
                    os.environ.get("XLA_FLAGS", "")).split()
     os.environ["XLA_FLAGS"] = " ".join([f"--xla_force_host_platform_device_count={count}", *flags])
@@ -33,5 +31,5 @@ def cpu_devices_from_argv(default: int, argv: list[str] | None = None) -> int:
     if count < 1:
         raise ValueError(f"{FLAG} must be >= 1, got {count}")
     if count > 1:
-        request_cpu_devices(count)
+        _request_cpu_devices(count)
     return count

@@ -15,10 +15,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
-import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import PartitionSpec
 
-SEED_AXIS = "seeds"
+from roboscape_jax.utils.sharding import DATA_AXIS, batch_sharded, data_mesh
 
 
 def seed_devices(num_seeds: int, devices: Sequence[jax.Device] | None = None) -> list[jax.Device]:
@@ -37,12 +36,11 @@ def over_seeds(train: Callable[[jax.Array], Any], num_seeds: int,
     """`train(key)` vmapped over a leading seed axis of keys, each device running
     `num_seeds / len(devices)` of them (devices as `seed_devices` picks them). Jitted; every
     output keeps the seed axis first, sharded over the devices."""
-    devices = seed_devices(num_seeds, devices)
-    mesh = Mesh(np.asarray(devices), (SEED_AXIS,))
-    spec = PartitionSpec(SEED_AXIS)
+    mesh = data_mesh(seed_devices(num_seeds, devices))
+    spec = PartitionSpec(DATA_AXIS)
     fn = jax.shard_map(jax.vmap(train), mesh=mesh, in_specs=spec, out_specs=spec,
                        check_vma=False)
-    return jax.jit(fn, in_shardings=NamedSharding(mesh, spec))
+    return jax.jit(fn, in_shardings=batch_sharded(mesh))
 
 
 def compile_over_seeds(train: Callable[[jax.Array], Any], keys: jax.Array,
