@@ -131,10 +131,12 @@ def _compile(train, keys, over_devices: bool = False) -> tuple[float, object]:
     return time.perf_counter() - t0, compiled
 
 
-def _run(compiled, keys) -> tuple[float, object]:
-    t0 = time.perf_counter()
+def _run(compiled, keys) -> tuple[float, float, object]:
+    """(wall s, process CPU s, output): CPU time above wall time means XLA spread the run over
+    threads (on two cores, tiny programs lose to the hand-offs)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     out = jax.block_until_ready(compiled(keys))
-    return time.perf_counter() - t0, out
+    return time.perf_counter() - t0, time.process_time() - c0, out
 
 
 def _final_return(metrics) -> np.ndarray:
@@ -150,7 +152,7 @@ def main(_) -> None:
         k.upper(): v
         for k, v in vars(cfg).items()
         if k not in ("normalize_advantages", "bootstrap_truncation", "reward_scale",
-                     "values_after_rollout")
+                     "values_after_rollout", "final_values_in_rollout")
     }
     pjr_cfg.update(ENV_NAME=_ENV, DEBUG=False)
     pjr_ppo = _import_purejaxrl(_DIR.value)
@@ -164,15 +166,16 @@ def main(_) -> None:
     compiled, rows, outs = {}, {}, {}
     for name, train in trains.items():
         compile_s, compiled[name] = _compile(train, keys, over_devices=name == "ours_over_devices")
-        rows[name] = dict(impl=name, compile_s=round(compile_s, 2), run_s=[],
+        rows[name] = dict(impl=name, compile_s=round(compile_s, 2), run_s=[], cpu_s=[],
                           devices=len(devices) if name == "ours_over_devices" else 1)
     names = list(trains)
     for repeat in range(_REPEATS.value):
         # Interleaved, so all see the same machine load, and in alternating order (ABBA), so a
         # cost that falls on whichever runs first or last in a round does not favour any.
         for name in names if repeat % 2 == 0 else names[::-1]:
-            run_s, outs[name] = _run(compiled[name], keys)
+            run_s, cpu_s, outs[name] = _run(compiled[name], keys)
             rows[name]["run_s"].append(round(run_s, 2))
+            rows[name]["cpu_s"].append(round(cpu_s, 2))
     for name, row in rows.items():
         out = outs[name]
         final = _final_return(out["metrics"] if name == "purejaxrl" else out[1])

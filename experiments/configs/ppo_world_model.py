@@ -50,8 +50,10 @@ def ppo_world_model_config(variant: str = "tiny") -> ml_collections.ConfigDict:
         max_grad_norm=0.5, lr=3e-4, anneal_lr=True, activation="relu",
         normalize_advantages=True, bootstrap_truncation=True, reward_scale=1.0,
         # The image policies share one trunk between actor and critic: the value comes free
-        # with each step's action, and a pass after the rollout would run the trunk twice.
-        values_after_rollout=False))
+        # with each step's action, and a pass after the rollout would run the trunk twice;
+        # the truncation bootstrap's V(final observation) goes in one batched pass after it
+        # rather than a second trunk pass inside every step.
+        values_after_rollout=False, final_values_in_rollout=False))
     c.updates_per_checkpoint = 5
     if variant == "debug":
         c.env.max_steps = 3

@@ -61,11 +61,16 @@ class PPOConfig:
     normalize_advantages: bool = True
     bootstrap_truncation: bool = True  # needs info["final_observation"]
     reward_scale: float = 1.0  # rewards are multiplied by this before GAE
-    # V(obs) of the whole rollout in one network pass after it, not inside every env step. The
-    # same numbers; with separate actor and critic networks (the MLP) XLA then drops the critic
-    # from the sequential step. A network whose actor and critic share a trunk (the image
-    # policies) would run that trunk twice: turn it off there.
-    values_after_rollout: bool = True
+    # Where the values GAE needs are computed; the same numbers either way
+    # (tests/rl/test_ppo.py). V(s_t) in one batched pass after the rollout, or with each step's
+    # action (free when actor and critic share a trunk, as the image policies do). V(final
+    # observation), the truncation bootstrap, in the rollout (one more critic pass per step) or
+    # in that batched pass. On CPU a batched pass over the whole rollout is big enough for XLA
+    # to split it over threads, and for tiny MLPs the hand-offs cost more than the per-step
+    # passes: CartPole at one seed ran 11% slower with both batched
+    # (docs/performance_history.md). Shared-trunk policies: final_values_in_rollout=False.
+    values_after_rollout: bool = False
+    final_values_in_rollout: bool = True
 
     @classmethod
     def from_config(cls, config: "PPOConfig | Mapping[str, Any] | Any") -> "PPOConfig":
@@ -152,7 +157,8 @@ class Transition(NamedTuple):
     done: jax.Array  # [N] bool, terminated | truncated
     value: jax.Array | None  # [N] V(obs), or None when valued after the rollout
     log_prob: jax.Array  # [N] log pi_old(action | obs)
-    final_obs: Any  # [N, ...] pre-reset next observation (bootstrap_truncation), or None
+    final_obs: Any  # [N, ...] pre-reset next observation, to value after the rollout, or None
+    final_value: jax.Array | None  # [N] V(final_obs) when valued in the rollout, or None
     info: Metrics  # LogWrapper keys, [N] each
 
 
@@ -290,9 +296,12 @@ def make_ppo(
         obs, env_state, reward, terminated, truncated, info = step_envs(
             step_keys, runner.env_state, action, env_params
         )
-        final_obs = None
+        final_obs = final_value = None
         if config.bootstrap_truncation and "final_observation" in info:
-            final_obs = info["final_observation"]  # valued after the rollout, in one pass
+            if config.final_values_in_rollout:
+                final_value = network.apply(params, info["final_observation"])[1]
+            else:
+                final_obs = info["final_observation"]  # valued after the rollout, in one pass
         transition = Transition(
             obs=runner.obs,
             action=action,
@@ -302,6 +311,7 @@ def make_ppo(
             value=None if config.values_after_rollout else value,
             log_prob=dist.log_prob(action),
             final_obs=final_obs,
+            final_value=final_value,
             info={k: info[k] for k in _LOG_KEYS + _MEAN_INFO_KEYS if k in info},
         )
         return runner._replace(env_state=env_state, obs=obs), transition
@@ -316,8 +326,7 @@ def make_ppo(
         return jax.lax.scan(env_step, runner._replace(rng=rng), (noise, env_keys))
 
     def batched_values(params: Any, obs: Any) -> jax.Array:
-        """V of observations [T, N, ...] in one network pass over T * N (cheaper on CPU than a
-        pass inside every rollout step)."""
+        """V of observations [T, N, ...] in one network pass over T * N."""
         t, n = jax.tree.leaves(obs)[0].shape[:2]
         flat = jax.tree.map(lambda x: x.reshape((t * n,) + x.shape[2:]), obs)
         return network.apply(params, flat)[1].reshape(t, n)
@@ -328,6 +337,9 @@ def make_ppo(
         One batched pass covers whatever the rollout did not value: its observations
         (``values_after_rollout``) and the next states (pre-reset final observations when
         bootstrapping truncation, else the observation after the last step)."""
+        if traj.final_value is not None:  # bootstrap values came with the rollout
+            values = traj.value if traj.value is not None else batched_values(params, traj.obs)
+            return values, traj.final_value, traj.terminated
         t = traj.reward.shape[0]
         bootstrap = traj.final_obs is not None
         nexts = traj.final_obs if bootstrap else jax.tree.map(lambda x: x[None], last_obs)

@@ -130,20 +130,23 @@ def test_truncation_bootstrap_equals_next_values_when_no_episode_ends():
 
 @pytest.mark.parametrize("bootstrap", [True, False])
 def test_values_after_rollout_matches_values_inside_the_rollout(bootstrap):
-    """Valuing the rollout in one pass after it is the same PPO as valuing each step inside it:
-    equal losses and parameters, update for update, with and without the truncation bootstrap
-    (a value of the wrong step or env, or a dropped bootstrap value, would not be)."""
+    """Valuing the rollout (and the truncation bootstrap's final observations) in one pass after
+    it is the same PPO as valuing each step inside it: equal losses and parameters, update for
+    update, with and without the bootstrap (a value of the wrong step or env, or a dropped
+    bootstrap value, would not be)."""
     env, params = gymnax.make("CartPole-v1")  # episodes end inside the rollout
     config = dataclasses.replace(TINY, num_envs=3, total_timesteps=4 * 48,
                                  bootstrap_truncation=bootstrap)
     results = []
-    for after in (True, False):
-        fns = make_ppo(dataclasses.replace(config, values_after_rollout=after), LogWrapper(env),
-                       params, ActorCritic(2))
+    for after, final_in_rollout in ((True, False), (False, False), (False, True), (True, True)):
+        fns = make_ppo(dataclasses.replace(config, values_after_rollout=after,
+                                           final_values_in_rollout=final_in_rollout),
+                       LogWrapper(env), params, ActorCritic(2))
         runner, metrics = jax.jit(fns.train)(jax.random.key(5))
         assert np.asarray(metrics["num_episodes"]).sum() > 0
         results.append((runner.train_state.params, metrics))
-    for key in ("value_loss", "policy_loss", "total_loss"):
-        np.testing.assert_allclose(results[0][1][key], results[1][1][key], rtol=1e-4, atol=1e-6)
-    for a, b in zip(jax.tree.leaves(results[0][0]), jax.tree.leaves(results[1][0]), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    for other in results[1:]:
+        for key in ("value_loss", "policy_loss", "total_loss"):
+            np.testing.assert_allclose(results[0][1][key], other[1][key], rtol=1e-4, atol=1e-6)
+        for a, b in zip(jax.tree.leaves(results[0][0]), jax.tree.leaves(other[0]), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
