@@ -44,6 +44,7 @@ INERT_DEFAULTS: dict[str, Any] = {
     "tokenizer.input.colour_permute_fraction": 0.0,
     "ppo_world_model.ppo.values_after_rollout": False,
     "ppo_world_model.ppo.final_values_in_rollout": False,
+    "ppo_maniskill.ppo.final_values_in_rollout": False,  # a copy of ppo_world_model.ppo
 }
 
 
