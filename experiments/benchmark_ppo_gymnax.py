@@ -55,8 +55,9 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Interleaved timed runs of each.")
 _OUT = flags.DEFINE_string("out", None, "Optional JSON result path.")
 _BOOTSTRAP = flags.DEFINE_bool(
     "bootstrap_truncation", True,
-    "Ours bootstraps V(final observation) on truncation (valued in the batched pass after each "
-    "rollout); PureJaxRL does not. False runs PureJaxRL's algorithm exactly.")
+    "Ours bootstraps V(final observation) on truncation (one more critic pass per rollout step, "
+    "PPOConfig.final_values_in_rollout); PureJaxRL does not. False runs PureJaxRL's algorithm "
+    "exactly.")
 flags.DEFINE_integer(
     "cpu_devices", 1,
     "Split the CPU into this many XLA devices (read before absl parses flags). When the seeds "
