@@ -27,6 +27,8 @@ class CollectConfig:
     tasks: tuple[str, ...] = sc.TASKS
     objects: tuple[str, ...] = ()  # restrict scenes to these object names; () = all twenty
     scenes_per_split: int = 4  # per split (ind, ood), drawn from the split's scenes
+    # in-domain scenes when they should differ from `scenes_per_split`: None = as many
+    ind_scenes_per_split: int | None = None
     episodes_per_task_scene: int = 4
     # out-of-domain scenes are only evaluated on, never trained on: None = as many as in-domain
     ood_episodes_per_task_scene: int | None = None
@@ -51,9 +53,17 @@ class CollectConfig:
             raise ValueError(f"suboptimal_ratio must be in [0, 1], got {self.suboptimal_ratio}")
         if self.scenes_per_split < 1 or self.episodes_per_task_scene < 1:
             raise ValueError("scenes_per_split and episodes_per_task_scene must be >= 1")
+        if self.ind_scenes_per_split is not None and self.ind_scenes_per_split < 1:
+            raise ValueError(f"ind_scenes_per_split must be >= 1 or None, got "
+                             f"{self.ind_scenes_per_split}")
         if self.ood_episodes_per_task_scene is not None and self.ood_episodes_per_task_scene < 1:
             raise ValueError(f"ood_episodes_per_task_scene must be >= 1 or None, got "
                              f"{self.ood_episodes_per_task_scene}")
+
+    def scenes_per_split_of(self, split_name: str) -> int:
+        if split_name == "ind" and self.ind_scenes_per_split is not None:
+            return self.ind_scenes_per_split
+        return self.scenes_per_split
 
     def episodes_per_task_scene_of(self, split_name: str) -> int:
         if split_name == "ood" and self.ood_episodes_per_task_scene is not None:
@@ -87,7 +97,8 @@ def schedule(config: CollectConfig) -> list[EpisodeSpec]:
     specs = []
     for split_name in ("ind", "ood"):
         scenes = pick_scenes(
-            split, split_name, config.scenes_per_split, config.seed, tuple(config.objects)
+            split, split_name, config.scenes_per_split_of(split_name), config.seed,
+            tuple(config.objects)
         )
         per_task_scene = config.episodes_per_task_scene_of(split_name)
         for scene in scenes:

@@ -63,8 +63,9 @@ def eval_scenes(data_config, *, seed: int) -> dict[str, list[sc.Scene]]:
     """{"ind", "ood"}: the scenes the collector drew for the pipeline's `data` section."""
     split = sc.make_split(data_config.split_seed)
     objects = tuple(data_config.get("objects", ()))
-    return {name: pick_scenes(split, name, data_config.scenes_per_split, seed, objects)
-            for name in SPLITS}
+    ind_count = data_config.get("ind_scenes_per_split") or data_config.scenes_per_split
+    counts = {"ind": ind_count, "ood": data_config.scenes_per_split}
+    return {name: pick_scenes(split, name, counts[name], seed, objects) for name in SPLITS}
 
 
 def eval_schedule(tasks: Sequence[str], scenes: dict[str, list[sc.Scene]], *,

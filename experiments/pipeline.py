@@ -41,6 +41,7 @@ class Stage:
 # it existed. While a field holds that value it is left out of the hash, so adding an option does
 # not rerun every cached stage of an existing workdir; any other value changes the hash.
 INERT_DEFAULTS: dict[str, Any] = {
+    "data.ind_scenes_per_split": None,
     "tokenizer.input.colour_permute_fraction": 0.0,
     "ppo_world_model.ppo.values_after_rollout": False,
     "ppo_world_model.ppo.final_values_in_rollout": False,

@@ -58,6 +58,8 @@ def pipeline_config() -> ml_collections.ConfigDict:
     config.data.tasks = PAPER_TASKS
     config.data.objects = ()  # object names to restrict the scenes to; () = all twenty
     config.data.scenes_per_split = 4  # in-domain and out-of-domain scenes each
+    # in-domain scenes, when they should differ from scenes_per_split (None: as many)
+    config.data.ind_scenes_per_split = ml_collections.config_dict.placeholder(int)
     config.data.episodes_per_task_scene = 10
     # Out-of-domain episodes are only evaluated on (tokenizer, world models, reward curves):
     # `tiny` collects half as many there (80 of 240 episodes; collection 862 -> 507 s);

@@ -253,7 +253,9 @@ def make_report(config, root: str, stage_names: Sequence[str],
         "## Table 1: success rate in ManiSkill",
         "",
         f"{e.episodes_per_task} episodes per task and split (at most {e.max_steps} steps; "
-        f"{config.data.scenes_per_split} scenes per split), fixed seeds; in-domain (IND): the "
+        f"{config.data.get('ind_scenes_per_split') or config.data.scenes_per_split} in-domain "
+        f"and {config.data.scenes_per_split} out-of-domain scenes), fixed seeds; in-domain "
+        "(IND): the "
         "training data's scenes, out-of-domain (OOD): unseen objects and object-container "
         f"pairs. Observations: {e.observation_frames} frames. Cells: success rate "
         "(successes/episodes; 95% Wilson interval).",

@@ -37,6 +37,21 @@ def test_fewer_ood_episodes_leave_the_in_domain_schedule_unchanged():
         collect.CollectConfig(ood_episodes_per_task_scene=0)
 
 
+def test_more_in_domain_scenes_keep_the_first_ones_and_the_ood_scenes():
+    base = collect.schedule(collect.CollectConfig(scenes_per_split=2, episodes_per_task_scene=2))
+    more = collect.schedule(collect.CollectConfig(
+        scenes_per_split=2, ind_scenes_per_split=6, episodes_per_task_scene=2))
+
+    def scenes(specs, split):
+        return list(dict.fromkeys(s.scene for s in specs if s.split == split))
+
+    assert len(scenes(more, "ind")) == 6 and scenes(more, "ind")[:2] == scenes(base, "ind")
+    assert len({s.object_id for s in scenes(more, "ind")}) == 6  # distinct objects first
+    assert scenes(more, "ood") == scenes(base, "ood")
+    with pytest.raises(ValueError, match="ind_scenes_per_split must be >= 1"):
+        collect.CollectConfig(ind_scenes_per_split=0)
+
+
 def test_objects_restrict_the_scenes():
     config = collect.CollectConfig(
         objects=("green cube", "blue sphere"), scenes_per_split=1, episodes_per_task_scene=1

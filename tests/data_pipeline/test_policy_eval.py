@@ -29,6 +29,17 @@ def test_schedule_uses_the_datas_scenes_with_new_fixed_seeds():
     assert push_ind[0].scene.object.name in push_ind[0].instruction
 
 
+def test_eval_scenes_follow_the_datas_in_domain_scene_count():
+    data = ml_collections.ConfigDict(dict(scenes_per_split=2, ind_scenes_per_split=5,
+                                          split_seed=0, objects=()))
+    scenes = eval_scenes(data, seed=0)
+    data_specs = collect.schedule(collect.CollectConfig(
+        scenes_per_split=2, ind_scenes_per_split=5, seed=0))
+    assert len(scenes["ind"]) == 5 and len(scenes["ood"]) == 2
+    for split in ("ind", "ood"):
+        assert set(scenes[split]) == {s.scene for s in data_specs if s.split == split}
+
+
 def test_schedule_rejects_unknown_tasks_and_empty_splits():
     scenes = eval_scenes(DATA, seed=0)
     with pytest.raises(ValueError, match="unknown task"):
