@@ -3,22 +3,33 @@
   python -m experiments.main --config=experiments/configs/tiny.py --workdir=runs/tiny
 
 Stages are skipped when their output for the same config exists; stages not built yet are listed
-as missing with the issue that tracks them.
+as missing with the issue that tracks them. On a CPU host the launcher splits the CPU into one
+XLA device per core (`--cpu_devices`), so the trainers run data-parallel over the cores.
 """
 
 import os
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from experiments.cpu_devices import cpu_devices_from_argv
 
-from experiments.launch import parse_flags
-from experiments.pipeline import run_pipeline
-from experiments.stages.registry import STAGES
-from roboscape_jax.utils.provenance import write_run_provenance
+DEFAULT_CPU_DEVICES = os.cpu_count() or 1
+cpu_devices_from_argv(DEFAULT_CPU_DEVICES)  # before any import starts JAX's backend
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from experiments.launch import parse_flags  # noqa: E402
+from experiments.pipeline import run_pipeline  # noqa: E402
+from experiments.stages.registry import STAGES  # noqa: E402
+from roboscape_jax.utils.provenance import write_run_provenance  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Pipeline config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for every stage's outputs.")
 _ONLY = flags.DEFINE_list("only", None, "Run only these stages (names as in the summary table).")
+_CPU_DEVICES = flags.DEFINE_integer(
+    "cpu_devices", DEFAULT_CPU_DEVICES,
+    "XLA devices to split a host CPU into (default: one per core; read before absl parses "
+    "flags). The trainers are data-parallel over them (config `parallel.devices`); 1 leaves "
+    "XLA_FLAGS alone. GPUs and TPUs are not affected.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 

@@ -144,7 +144,11 @@ def pipeline_config() -> ml_collections.ConfigDict:
     # Where training state lives: replicated (data parallel) or, with fsdp, large leaves split
     # over the devices (`roboscape_jax.utils.sharding`). Placement only: the numbers are the
     # same, so no stage's cache key reads this section.
-    config.parallel = ml_collections.ConfigDict(dict(fsdp=False, fsdp_min_size=2**14))
+    # `devices`: each trainer is data-parallel over its first N devices (0: all). On a CPU host
+    # the launcher splits the CPU into one device per core (`--cpu_devices`); a small batch can
+    # run faster whole on one device than split (`tiny` sets its tokenizer to 1).
+    config.parallel = ml_collections.ConfigDict(dict(
+        fsdp=False, fsdp_min_size=2**14, devices=dict(tokenizer=0, world_models=0)))
 
     config.checkpoint = ml_collections.ConfigDict()
     config.checkpoint.max_to_keep = 3

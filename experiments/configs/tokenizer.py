@@ -26,6 +26,12 @@ Token grid and vocabulary (see the module docstring of roboscape_jax/tokenizer/m
          (0.0986 -> 0.0911) but raised in-domain LPIPS 13% and lowered PSNR on both splits
          (2026-12-03, batch 32, README Performance), so it is off too. 12 bits instead of 10 were
          no better at 800 steps of batch 32 (out-of-domain LPIPS 0.1016 vs 0.0986; same day).
+         Nor were more training scenes: 16 in-domain scenes x 3 episodes per task instead of
+         4 x 10 (`data.ind_scenes_per_split=16`, every colour of the out-of-domain objects on
+         some training shape) gave out-of-domain LPIPS 0.0911 vs 0.0872 for the 4-scene
+         tokenizer on the same episodes, 2400 steps each (docs/performance_history.md): the
+         codes lack capacity, not colours, and the out-of-domain purple and pink objects still
+         come back red and yellow.
   base   as tiny with a wider, deeper network and 12 bits, for a GPU.
   paper  2^18 codes as 2 x 2^9 (RoboScape-R / 1X GENIE); 128x128 views, 16x down -> 16x8 tokens.
 """

@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from data_pipeline.dataset import DatasetEpisodes, load_frames
+from experiments.stages import trainer_parallel
 from roboscape_jax.tokenizer import train as tok_train
 from roboscape_jax.tokenizer.frames import SplitFrameSource
 from roboscape_jax.tokenizer.tokenize import tokenize_episodes
@@ -35,7 +36,7 @@ def run_train_tokenizer(config, out_dir: str) -> dict[str, Any]:
         flush=True,
     )
     state = tok_train.train_and_evaluate(config.tokenizer, out_dir, source,
-                                         parallel=config.get("parallel"))
+                                         parallel=trainer_parallel(config, "tokenizer"))
     model = tok_train.create_model(config.tokenizer.model)
     lpips = tok_train.load_lpips_params() if config.tokenizer.eval.lpips else None
     ood, ood_lengths = load_frames(data, "ood", return_lengths=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from experiments.stages import trainer_parallel
 from experiments.stages.tokenizer import dataset_dir
 from roboscape_jax.env import reward_baselines
 from roboscape_jax.tokenizer import train as tok_train
@@ -42,7 +43,7 @@ def run_train_world_models(config, out_dir: str) -> dict[str, Any]:
         start = time.time()
         wm_train.train_and_evaluate(config.world_models[control], os.path.join(out_dir, control),
                                     {"train": train, "held_out": val},
-                                    parallel=config.get("parallel"))
+                                    parallel=trainer_parallel(config, "world_models"))
         with open(os.path.join(out_dir, control, "eval", "metrics.json")) as f:
             results[control] = {**json.load(f), "wall_s": time.time() - start}
         print(f"world model {control}: " + ", ".join(

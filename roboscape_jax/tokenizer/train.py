@@ -209,11 +209,12 @@ def check_reference_source(model: FrameTokenizer, source: FrameSource, config=No
 def train_and_evaluate(config, workdir: str, frames_source: FrameSource, *,
                        parallel: Mapping[str, Any] | None = None) -> EmaTrainState:
     """Trains to `config.num_steps` (resuming from `workdir`), then writes `workdir/eval/`.
-    `parallel`: {"fsdp": bool, "fsdp_min_size": int} (`sharding.place_parallel_state`)."""
+    `parallel`: {"fsdp": bool, "fsdp_min_size": int, "num_devices": int}
+    (`sharding.parallel_mesh`, `sharding.place_parallel_state`)."""
     expected = (config.input.frame_height, config.input.frame_width, 3)
     if tuple(frames_source.frame_shape) != expected:
         raise ValueError(f"frames are {frames_source.frame_shape}, the config expects {expected}")
-    mesh = sharding.data_mesh()
+    mesh = sharding.parallel_mesh(parallel)
     sharding.check_batch_size(config.input.batch_size, mesh)
     check_resume_compatible(os.path.join(workdir, "checkpoints"), config, FIELDS_ADDED_LATER)
     model, tx = create_model(config.model), make_optimizer(config)

@@ -35,6 +35,18 @@ def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
+def parallel_mesh(parallel=None) -> Mesh:
+    """The data mesh of a trainer's `parallel` section: over the first `num_devices` devices
+    (absent, None or 0: all of them). Small batches can run faster whole on one device than split
+    (the `tiny` tokenizer's batch of 8 on two CPU devices: docs/performance_history.md)."""
+    count = int((parallel or {}).get("num_devices") or 0)
+    devices = jax.devices()
+    if count < 0 or count > len(devices):
+        raise ValueError(f"parallel num_devices={count}, but {len(devices)} device(s) are present "
+                         "(0 = all)")
+    return data_mesh(devices[:count] if count else devices)
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
@@ -145,7 +157,7 @@ def data_parallel_jit(step_fn: Callable, mesh: Mesh, *, num_extra_args: int = 0,
 
 def place_parallel_state(state: PyTree, mesh: Mesh, parallel=None) -> tuple[PyTree, PyTree]:
     """(placed state, its shardings) for a trainer's `parallel` section ({"fsdp": bool,
-    "fsdp_min_size": int}, or None: replicated)."""
+    "fsdp_min_size": int, "num_devices": int (`parallel_mesh`)}, or None: replicated)."""
     parallel = parallel or {}
     fsdp = bool(parallel.get("fsdp", False))
     min_size = int(parallel.get("fsdp_min_size", FSDP_MIN_SIZE))

@@ -174,9 +174,10 @@ def train_and_evaluate(config, workdir: str, episodes: Mapping[str, Sequence[dat
     """Trains to `config.num_steps` on episodes["train"] (resuming from `workdir`), evaluating on
     episodes["held_out"]; writes `workdir/eval/metrics.json` at the end.
 
-    `parallel` (the launchers' `parallel` section): {"fsdp": bool, "fsdp_min_size": int}; FSDP
-    changes where the state lives, never the numbers, so it is not part of the model's config.
-    Data-parallel over every device of every process (`sharding`)."""
+    `parallel` (the launchers' `parallel` section): {"fsdp": bool, "fsdp_min_size": int,
+    "num_devices": int}; FSDP and the device count change where the state lives and runs, never
+    the numbers, so they are not part of the model's config. Data-parallel over every device of
+    every process (`sharding`), or over the first `num_devices`."""
     m = config.model
     if m.get("margin_inputs", False):
         data.require_margins([ep for eps in episodes.values() for ep in eps])
@@ -184,7 +185,7 @@ def train_and_evaluate(config, workdir: str, episodes: Mapping[str, Sequence[dat
         fraction = config.input.get("plan_start_fraction", 0.0)
         episodes = {split: data.plan_episodes(eps, m.plan_frames, fraction)
                     for split, eps in episodes.items()}
-    mesh = sharding.data_mesh()
+    mesh = sharding.parallel_mesh(parallel)
     sharding.check_batch_size(config.input.batch_size, mesh)
     check_resume_compatible(os.path.join(workdir, "checkpoints"), config, FIELDS_ADDED_LATER)
     stats = None

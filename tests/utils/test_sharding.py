@@ -31,6 +31,26 @@ def test_single_process_helpers_are_identities():
     assert shardings["w"].spec == sharding.fsdp_spec((64, 512), mesh.size, 1)
 
 
+def test_parallel_mesh_takes_the_first_devices_and_names_a_bad_count():
+    count = len(jax.devices())
+    assert sharding.parallel_mesh(None).size == count
+    assert sharding.parallel_mesh({"fsdp": False}).size == count  # no num_devices: all
+    assert sharding.parallel_mesh({"num_devices": 1}).devices.tolist() == jax.devices()[:1]
+    with pytest.raises(ValueError, match=f"num_devices={count + 1}.*{count} device"):
+        sharding.parallel_mesh({"num_devices": count + 1})
+
+
+def test_pipeline_gives_each_trainer_its_device_count():
+    from experiments.configs.tiny import get_config
+    from experiments.stages import trainer_parallel
+
+    config = get_config()
+    config.parallel.devices.world_models = 2
+    assert trainer_parallel(config, "world_models") == {
+        "fsdp": False, "fsdp_min_size": config.parallel.fsdp_min_size, "num_devices": 2}
+    assert trainer_parallel(config, "tokenizer")["num_devices"] == 1  # tiny: batch 8 whole
+
+
 def test_launcher_rejects_a_partial_multi_host_flag_set():
     from absl import flags
 

@@ -180,9 +180,10 @@ episodes = data.synthetic_episodes(6, grid=(16, 8), num_bits=6)
 batch_fn = data.make_batch_fn(episodes, batch_size=8, num_frames=3, seed=0)
 model = train.create_model(config.model)
 tx = train.make_optimizer(config)
-losses, split = {}, 0
-for name, n, fsdp in (("one", 1, False), ("four", 4, False), ("fsdp", 4, True)):
-    mesh = sharding.data_mesh(jax.devices()[:n])
+losses, split, sizes = {}, 0, {}
+for name, n, fsdp in (("one", 1, False), ("four", 0, False), ("fsdp", 0, True)):
+    mesh = sharding.parallel_mesh({"num_devices": n})  # the trainers' mesh; 0: every device
+    sizes[name] = mesh.size
     # the debug model's leaves are small: split every leaf of >= 256 entries
     state, shardings = sharding.place_parallel_state(
         train.init_state(config, model, tx), mesh, {"fsdp": fsdp, "fsdp_min_size": 256})
@@ -195,7 +196,8 @@ for name, n, fsdp in (("one", 1, False), ("four", 4, False), ("fsdp", 4, True)):
     if fsdp:  # leaves really are split, and stay split after the steps
         split = sum(len(x.sharding.spec) > 0 and x.addressable_shards[0].data.size < x.size
                     for x in jax.tree.leaves(state.params))
-print(json.dumps({"devices": len(jax.devices()), **losses, "split_leaves": split}))
+print(json.dumps({"devices": len(jax.devices()), **losses, "split_leaves": split,
+                  "mesh_sizes": sizes}))
 """
 
 
@@ -215,6 +217,7 @@ def test_four_devices_match_one_device_for_ten_steps():
     result = json.loads(out.stdout.strip().splitlines()[-1])
     one, four = result["one"], result["four"]
     assert result["devices"] == 4 and len(one) == len(four) == 10
+    assert result["mesh_sizes"] == {"one": 1, "four": 4, "fsdp": 4}
     assert len(set(one)) > 1  # the loss moves: the steps really trained
     np.testing.assert_allclose(four, one, rtol=1e-5)
     # FSDP (parameters and Adam moments split over the 4 devices) changes placement only
