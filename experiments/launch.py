@@ -29,6 +29,16 @@ def parse_flags(argv: list[str]) -> list[str]:
         )
 
 
+def define_cpu_devices_flag(default: int) -> flags.FlagHolder:
+    """`--cpu_devices` for a trainer launcher that called `cpu_devices.cpu_devices_from_argv`
+    before importing JAX (which is where the value takes effect; absl only validates it here)."""
+    return flags.DEFINE_integer(
+        "cpu_devices", default,
+        "XLA devices to split a host CPU into (default: one per core; read before absl parses "
+        "flags); the trainers are data-parallel over them. 1 leaves XLA_FLAGS alone. GPUs and "
+        "TPUs are not affected.")
+
+
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None,
     "Multi-host: host:port of process 0, passed with --num_processes and --process_id to "

@@ -17,7 +17,7 @@ cpu_devices_from_argv(DEFAULT_CPU_DEVICES)  # before any import starts JAX's bac
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from experiments.launch import parse_flags  # noqa: E402
+from experiments.launch import define_cpu_devices_flag, parse_flags  # noqa: E402
 from experiments.pipeline import run_pipeline  # noqa: E402
 from experiments.stages.registry import STAGES  # noqa: E402
 from roboscape_jax.utils.provenance import write_run_provenance  # noqa: E402
@@ -25,11 +25,7 @@ from roboscape_jax.utils.provenance import write_run_provenance  # noqa: E402
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Pipeline config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for every stage's outputs.")
 _ONLY = flags.DEFINE_list("only", None, "Run only these stages (names as in the summary table).")
-_CPU_DEVICES = flags.DEFINE_integer(
-    "cpu_devices", DEFAULT_CPU_DEVICES,
-    "XLA devices to split a host CPU into (default: one per core; read before absl parses "
-    "flags). The trainers are data-parallel over them (config `parallel.devices`); 1 leaves "
-    "XLA_FLAGS alone. GPUs and TPUs are not affected.")
+_CPU_DEVICES = define_cpu_devices_flag(DEFAULT_CPU_DEVICES)  # per trainer: parallel.devices
 flags.mark_flags_as_required(["config", "workdir"])
 
 

@@ -7,23 +7,34 @@
 
 Any config with a `world_model` section and a `token_cache` works. The run resumes from `workdir`;
 it writes `config.json`, `run_info.json`, `metrics.jsonl`, `checkpoints/`, TensorBoard files and
-`eval/metrics.json` there.
+`eval/metrics.json` there. On a CPU host it trains data-parallel over one XLA device per core
+(`--cpu_devices`).
 """
 
 import os
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from experiments.cpu_devices import cpu_devices_from_argv
 
-from experiments.launch import initialize_distributed, parse_flags
-from roboscape_jax.utils import sharding
-from roboscape_jax.utils.provenance import write_run_provenance
-from roboscape_jax.world_model import data
-from roboscape_jax.world_model.train import train_and_evaluate
+DEFAULT_CPU_DEVICES = os.cpu_count() or 1
+cpu_devices_from_argv(DEFAULT_CPU_DEVICES)  # before any import starts JAX's backend
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from experiments.launch import (  # noqa: E402
+    define_cpu_devices_flag,
+    initialize_distributed,
+    parse_flags,
+)
+from roboscape_jax.utils import sharding  # noqa: E402
+from roboscape_jax.utils.provenance import write_run_provenance  # noqa: E402
+from roboscape_jax.world_model import data  # noqa: E402
+from roboscape_jax.world_model.train import train_and_evaluate  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config with a world_model section.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (resumed when it has checkpoints).")
+_CPU_DEVICES = define_cpu_devices_flag(DEFAULT_CPU_DEVICES)
 flags.mark_flags_as_required(["config", "workdir"])
 
 

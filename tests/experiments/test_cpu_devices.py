@@ -19,6 +19,12 @@ def test_default_of_one_leaves_xla_flags_alone(monkeypatch):
     assert os.environ["XLA_FLAGS"] == "--xla_cpu_x=1"
 
 
+def test_without_the_flag_a_count_in_xla_flags_wins_over_the_default(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+    assert cpu_devices_from_argv(2, ["--seeds=4"]) == 4
+    assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=4"
+
+
 @pytest.mark.parametrize("arg, match", [("--cpu_devices=two", "integer"),
                                         ("--cpu_devices=0", ">= 1")])
 def test_bad_values_name_the_flag(monkeypatch, arg, match):
