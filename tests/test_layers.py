@@ -12,6 +12,7 @@ from roboscape_jax import layers
 X = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 8, 16))
 KV = jax.random.normal(jax.random.PRNGKey(1), (2, 3, 5, 16))
 MASK = jax.random.uniform(jax.random.PRNGKey(2), (2, 3, 1, 8, 5)) > 0.3
+KV_LONG = jax.random.normal(jax.random.PRNGKey(4), (2, 3, 9, 16))  # 8 x 9 > FEW_KEY_MAX_PRODUCT
 
 CASES = {
     "dense": (nn.Dense(24), layers.Dense(24), (X,), {}),
@@ -21,7 +22,30 @@ CASES = {
                              layers.DenseGeneral(7, num_axes=2), (X,), {}),
     "attention": (nn.MultiHeadDotProductAttention(num_heads=4, deterministic=True),
                   layers.MultiHeadDotProductAttention(4), (X, KV), {"mask": MASK}),
+    "attention_many_keys": (nn.MultiHeadDotProductAttention(num_heads=4, deterministic=True),
+                            layers.MultiHeadDotProductAttention(4), (X, KV_LONG), {}),
 }
+
+
+def test_few_and_many_key_attention_take_their_own_paths():
+    assert 8 * 5 <= layers.FEW_KEY_MAX_PRODUCT < 8 * 9
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_few_key_attention_matches_flax_with_a_causal_mask(dtype):
+    # the world model's temporal attention: [B, K, T, H, D] with a causal mask over T
+    q, k, v = (jax.random.normal(jax.random.PRNGKey(i), (2, 6, 4, 3, 8)).astype(dtype)
+               for i in range(3))
+    causal = nn.make_causal_mask(jnp.ones((2, 6, 4), bool))  # [B, K, 1, T, T]
+    ours = layers.few_key_attention(q, k, v, causal)
+    theirs = nn.dot_product_attention(q, k, v, mask=causal)
+    assert ours.shape == theirs.shape == (2, 6, 4, 3, 8) and ours.dtype == dtype
+    tol = 1e-6 if dtype == jnp.float32 else 2e-2
+    np.testing.assert_allclose(np.asarray(ours, np.float32), np.asarray(theirs, np.float32),
+                               rtol=tol, atol=tol)
+    # the first frame sees only itself: its output is its own value
+    np.testing.assert_allclose(np.asarray(ours[:, :, 0], np.float32),
+                               np.asarray(v[:, :, 0], np.float32), rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
