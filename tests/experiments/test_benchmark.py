@@ -33,7 +33,11 @@ def test_benchmark_rows_flops_and_files(tmp_path):
     assert encode["compile_s"] > 0 and encode["gflop_per_call"] > 0
     saved = json.loads((tmp_path / "benchmark.json").read_text())
     assert saved["rows"] == json.loads(json.dumps(result["rows"]))
-    assert "| env |" in (tmp_path / "benchmark.md").read_text()
+    table = [line for line in (tmp_path / "benchmark.md").read_text().splitlines()
+             if line.startswith("|")]
+    assert any(line.startswith("| env |") for line in table)
+    assert "median ms" in table[0] and len({line.count("|") for line in table}) == 1
+    assert env["median_ms"] >= env["run_ms"] > 0  # the best call is never slower than the median
     # same seed, same FLOP counts
     again = benchmark.run_benchmarks(_config("--config.sections=('env',)",
                                              "--config.env_batches=(1,)"), None)
