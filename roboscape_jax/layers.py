@@ -144,8 +144,9 @@ class MultiHeadDotProductAttention(nn.Module):
             raise ValueError(f"width {d} is not divisible by {self.num_heads} heads")
         heads = (self.num_heads, d // self.num_heads)
         proj = lambda name, x: DenseGeneral(heads, dtype=self.dtype, name=name)(x)  # noqa: E731
-        few = inputs_q.shape[-2] * inputs_kv.shape[-2] <= FEW_KEY_MAX_PRODUCT
-        attend = few_key_attention if few else nn.dot_product_attention
-        out = attend(proj("query", inputs_q), proj("key", inputs_kv), proj("value", inputs_kv),
-                     mask=mask)
+        q, k, v = proj("query", inputs_q), proj("key", inputs_kv), proj("value", inputs_kv)
+        if inputs_q.shape[-2] * inputs_kv.shape[-2] <= FEW_KEY_MAX_PRODUCT:
+            out = few_key_attention(q, k, v, mask)
+        else:
+            out = nn.dot_product_attention(q, k, v, mask=mask, dtype=self.dtype)
         return DenseGeneral(d, num_axes=2, dtype=self.dtype, name="out")(out)
