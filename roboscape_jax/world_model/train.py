@@ -145,7 +145,10 @@ def changed_bit_accuracy(pred: np.ndarray, target: np.ndarray, previous: np.ndar
 
 def evaluate(eval_step, params: PyTree, windows: Mapping[str, np.ndarray],
              batch_size: int, num_bits: int | None = None) -> dict[str, float]:
-    """One-step greedy metrics over fixed `windows` (trimmed to a multiple of `batch_size`)."""
+    """One-step greedy metrics over fixed `windows` (trimmed to a multiple of `batch_size`).
+
+    `done_auroc` is left out where the windows' done labels have one class (it is undefined
+    there, not NaN: every keyframe plan of the text model ends done)."""
     n = len(windows["tokens"])
     size = min(batch_size, n)
     preds, dones = [], []
@@ -163,7 +166,8 @@ def evaluate(eval_step, params: PyTree, windows: Mapping[str, np.ndarray],
             "changed_fraction": float(np.mean(changed)),
             **({"changed_bit_accuracy": changed_bit_accuracy(pred, target, previous, num_bits)}
                if num_bits else {}),
-            "done_auroc": losses.auroc(done, label),
+            **({"done_auroc": losses.auroc(done, label)}
+               if len(np.unique(label > 0.5)) == 2 else {}),
             "done_rmse": float(np.sqrt(np.mean(np.square(done - label)))),
             "done_accuracy": float(np.mean((done >= 0.5) == (label > 0.5))),
             "num_windows": float(len(pred))}

@@ -156,6 +156,22 @@ def test_text_model_step(debug_setup):
     assert int(state.step) == 1 and np.isfinite(float(metrics["loss"]))
 
 
+def test_evaluate_leaves_out_an_undefined_done_auroc():
+    tokens = np.zeros((4, 2, 2, 2), np.int32)
+    tokens[:, 1, 0, 0] = 1  # one token of four changes in every window
+    windows = {"tokens": tokens, "done": np.ones((4, 2), np.float32)}
+
+    def eval_step(params, batch):  # predicts the true last frame, done 0.9
+        return batch["tokens"][:, -1], np.full(len(batch["tokens"]), 0.9, np.float32)
+
+    metrics = train.evaluate(eval_step, None, windows, batch_size=2)
+    assert "done_auroc" not in metrics  # every window ends done: one class
+    assert metrics["token_accuracy"] == 1.0 and metrics["changed_token_accuracy"] == 1.0
+    assert metrics["copy_accuracy"] == 0.75
+    windows["done"][:2, -1] = 0.0
+    assert np.isfinite(train.evaluate(eval_step, None, windows, batch_size=2)["done_auroc"])
+
+
 @pytest.mark.parametrize("variant", ["debug", "tiny", "base", "paper"])
 def test_config_variants_build_models(variant):
     for control in ("action", "text"):
