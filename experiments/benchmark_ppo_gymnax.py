@@ -140,6 +140,14 @@ def _run(compiled, keys) -> tuple[float, float, object]:
     return time.perf_counter() - t0, time.process_time() - c0, out
 
 
+# The hyper-parameters PureJaxRL's ppo.py reads (upper-cased in its config dict), under the names
+# PPOConfig gives them; PPOConfig's own options (advantage normalisation, truncation bootstrap,
+# ...) are left out, so a field added to PPOConfig never reaches PureJaxRL.
+PUREJAXRL_KEYS = ("num_envs", "num_steps", "total_timesteps", "update_epochs", "num_minibatches",
+                  "gamma", "gae_lambda", "clip_eps", "ent_coef", "vf_coef", "max_grad_norm", "lr",
+                  "anneal_lr", "activation")
+
+
 def _final_return(metrics) -> np.ndarray:
     """PureJaxRL's figure: mean over the last rollout of returned_episode_returns."""
     curve = metrics["returned_episode_returns"]  # [S, U, ...]
@@ -149,12 +157,7 @@ def _final_return(metrics) -> np.ndarray:
 def main(_) -> None:
     cfg = PPOConfig(total_timesteps=_STEPS.value,  # PureJaxRL CartPole defaults
                     bootstrap_truncation=_BOOTSTRAP.value)
-    pjr_cfg = {
-        k.upper(): v
-        for k, v in vars(cfg).items()
-        if k not in ("normalize_advantages", "bootstrap_truncation", "reward_scale",
-                     "values_after_rollout", "final_values_in_rollout")
-    }
+    pjr_cfg = {k.upper(): getattr(cfg, k) for k in PUREJAXRL_KEYS}
     pjr_cfg.update(ENV_NAME=_ENV, DEBUG=False)
     pjr_ppo = _import_purejaxrl(_DIR.value)
     env, params = gymnax.make(_ENV)

@@ -57,3 +57,20 @@ def test_a_failing_section_is_recorded_not_fatal(tmp_path, monkeypatch):
     result = benchmark.run_benchmarks(_config("--config.sections=('tokenizer',)"), str(tmp_path))
     assert result["rows"] == [{"section": "tokenizer", "error": "RuntimeError: boom"}]
     assert os.path.exists(tmp_path / "benchmark.md")
+
+
+def test_purejaxrl_keys_are_ppo_config_fields():
+    # read from the source: importing the script would set XLA:CPU's single-threaded flag in this
+    # process's environment, which the suite's subprocesses inherit
+    import ast
+
+    from roboscape_jax.rl import PPOConfig
+
+    with open(os.path.join(REPO_ROOT, "experiments", "benchmark_ppo_gymnax.py")) as f:
+        tree = ast.parse(f.read())
+    keys = next(ast.literal_eval(node.value) for node in tree.body
+                if isinstance(node, ast.Assign)
+                and getattr(node.targets[0], "id", None) == "PUREJAXRL_KEYS")
+    fields = set(vars(PPOConfig(total_timesteps=1)))
+    assert set(keys) <= fields and "bootstrap_truncation" not in keys
+    assert len(keys) == 14  # PureJaxRL's ppo.py reads these 14 (with ENV_NAME and DEBUG)
