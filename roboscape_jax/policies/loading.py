@@ -62,8 +62,10 @@ def restore_policy(run_dir: str, model_config, *, frame_shape=(128, 64, 3),
     checkpoint's layout: a PPO runner state holds `train_state`)."""
     checkpoint_dir = os.path.join(run_dir, "checkpoints")
     if not os.path.isdir(checkpoint_dir):
-        raise FileNotFoundError(f"no policy checkpoint: {checkpoint_dir} does not exist (run the "
-                                "sft or ppo_world_model stage first)")
+        raise FileNotFoundError(
+            f"no policy checkpoint: {checkpoint_dir} does not exist (train that policy first; in "
+            f"a pipeline workdir, the {os.path.basename(os.path.normpath(run_dir))!r} stage "
+            "writes it)")
     with Checkpointer(checkpoint_dir) as ckpt:
         raw, meta = ckpt.restore(None)  # FileNotFoundError when no step finished
     if "train_state" not in raw:  # an SFT TrainState: checked against its model fingerprint

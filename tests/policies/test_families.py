@@ -112,3 +112,9 @@ def test_checkpoints_from_before_the_family_field_restore_as_the_cnn(tmp_path):
     transformer.family = "transformer"
     with pytest.raises(ValueError, match="model.family is 'transformer' in the config but 'cnn'"):
         sft.restore_params(str(tmp_path / "sft"), transformer)
+
+
+def test_a_missing_policy_run_names_the_stage_that_writes_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"ppo_maniskill/checkpoints does not exist.*"
+                                                r"'ppo_maniskill' stage writes it"):
+        loading.restore_policy(str(tmp_path / "ppo_maniskill"), policy_config("debug"))
