@@ -159,6 +159,7 @@ def evaluate(eval_step, params: PyTree, windows: Mapping[str, np.ndarray],
     tokens, label = windows["tokens"][:len(pred)], windows["done"][:len(pred), -1]
     target, previous = tokens[:, -1], tokens[:, -2]
     changed = target != previous
+    done_auroc = losses.auroc(done, label)  # NaN where a class is absent
     return {"token_accuracy": float(np.mean(pred == target)),
             "changed_token_accuracy": float(np.mean(pred[changed] == target[changed]))
             if changed.any() else float("nan"),
@@ -166,8 +167,7 @@ def evaluate(eval_step, params: PyTree, windows: Mapping[str, np.ndarray],
             "changed_fraction": float(np.mean(changed)),
             **({"changed_bit_accuracy": changed_bit_accuracy(pred, target, previous, num_bits)}
                if num_bits else {}),
-            **({"done_auroc": losses.auroc(done, label)}
-               if len(np.unique(label > 0.5)) == 2 else {}),
+            **({} if np.isnan(done_auroc) else {"done_auroc": done_auroc}),
             "done_rmse": float(np.sqrt(np.mean(np.square(done - label)))),
             "done_accuracy": float(np.mean((done >= 0.5) == (label > 0.5))),
             "num_windows": float(len(pred))}
