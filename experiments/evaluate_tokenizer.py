@@ -9,29 +9,15 @@ reconstructions.png}`: PSNR, SSIM, LPIPS, code usage and perplexity, and PSNR on
 that moved since the episode's first frame vs the static rest (`tokenizer.evaluate`).
 """
 
-import json
 import os
 
-import ml_collections
 from absl import app, flags, logging
 
-from experiments.configs.tokenizer import tokenizer_config
-from experiments.stages.tokenizer import DATASET_SUBDIR
+from experiments.stages.tokenizer import DATASET_SUBDIR, tokenizer_section
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/tiny", "Pipeline workdir (dataset + tokenizer).")
 _SPLIT = flags.DEFINE_enum("split", "ood", ["train", "val", "ood"], "Dataset split to score.")
 _MAX_FRAMES = flags.DEFINE_integer("max_frames", 4096, "Frames to score (from the split's start).")
-
-
-def tokenizer_section(workdir: str) -> ml_collections.ConfigDict:
-    """The tokenizer section the workdir's pipeline ran with (its config.json), else `tiny`'s."""
-    path = os.path.join(workdir, "config.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            stored = json.load(f).get("tokenizer")
-        if stored:
-            return ml_collections.ConfigDict(stored)
-    return tokenizer_config("tiny")
 
 
 def main(argv):

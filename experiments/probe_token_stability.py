@@ -29,8 +29,7 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from experiments.evaluate_tokenizer import tokenizer_section
-from experiments.stages.tokenizer import DATASET_SUBDIR
+from experiments.stages.tokenizer import DATASET_SUBDIR, tokenizer_section
 from roboscape_jax.tokenizer import train as tok_train
 from roboscape_jax.tokenizer.api import frames_to_model_input
 from roboscape_jax.tokenizer.model import FrameTokenizer

@@ -10,7 +10,10 @@ import json
 import os
 from typing import Any
 
+import ml_collections
+
 from data_pipeline.dataset import DatasetEpisodes, load_frames
+from experiments.configs.tokenizer import tokenizer_config
 from experiments.stages import trainer_parallel
 from roboscape_jax.tokenizer import train as tok_train
 from roboscape_jax.tokenizer.frames import SplitFrameSource
@@ -22,6 +25,17 @@ DATASET_SUBDIR = os.path.join("collect_data", "tfds", "roboscape_maniskill", "1.
 def dataset_dir(out_dir: str) -> str:
     """The dataset the collect_data stage wrote into the same workdir."""
     return os.path.join(os.path.dirname(out_dir), DATASET_SUBDIR)
+
+
+def tokenizer_section(workdir: str) -> ml_collections.ConfigDict:
+    """The tokenizer section the workdir's pipeline ran with (its config.json), else `tiny`'s."""
+    path = os.path.join(workdir, "config.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            stored = json.load(f).get("tokenizer")
+        if stored:
+            return ml_collections.ConfigDict(stored)
+    return tokenizer_config("tiny")
 
 
 def run_train_tokenizer(config, out_dir: str) -> dict[str, Any]:
