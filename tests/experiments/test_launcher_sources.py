@@ -1,7 +1,7 @@
 """The launchers in experiments/, read from their sources (importing one defines its absl flags
 in the suite's process, and most are run by no test): each defines its flags once, and every name
-it imports from the project exists. Both broke unseen before: probe_token_stability died at
-import with DuplicateFlagError, having imported evaluate_tokenizer's --workdir."""
+it imports from the project exists. The first broke unseen: probe_token_stability died at import
+with DuplicateFlagError, having imported evaluate_tokenizer's --workdir."""
 
 import ast
 import importlib
