@@ -45,20 +45,22 @@ def top_level_names(tree: ast.Module) -> set[str]:
     return names
 
 
-def imported_launchers(tree: ast.Module, launchers: set[str]) -> set[str]:
+def launcher_named(module: str | None, launchers) -> str | None:
+    """`X` where `module` is `experiments.X` and X is one of `launchers`, else None."""
+    parts = (module or "").split(".")
+    if len(parts) == 2 and parts[0] == "experiments" and parts[1] in launchers:
+        return parts[1]
+    return None
+
+
+def imported_launchers(tree: ast.Module, launchers) -> set[str]:
     """The experiments/*.py modules the module imports anywhere in its body."""
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            parts = node.module.split(".")
-            if parts[0] == "experiments" and len(parts) == 2 and parts[1] in launchers:
-                found.add(parts[1])
-    return found
+    return {launcher_named(node.module, launchers) for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom)} - {None}
 
 
-def _launchers() -> list[str]:
-    return sorted(f[:-3] for f in os.listdir(EXPERIMENTS)
-                  if f.endswith(".py") and f != "__init__.py")
+LAUNCHERS = sorted(f[:-3] for f in os.listdir(EXPERIMENTS)
+                   if f.endswith(".py") and f != "__init__.py")
 
 
 def test_top_level_flags_reads_define_calls():
@@ -68,7 +70,7 @@ def test_top_level_flags_reads_define_calls():
 
 
 def test_no_launcher_defines_a_flag_twice_with_what_it_imports():
-    launchers = set(_launchers())
+    launchers = set(LAUNCHERS)
     trees = {name: _parse(name) for name in launchers}
     clashes = {}
     for name in sorted(launchers):
@@ -91,16 +93,16 @@ def test_no_launcher_defines_a_flag_twice_with_what_it_imports():
 PROJECT_PACKAGES = ("roboscape_jax", "experiments", "data_pipeline")
 
 
-@pytest.mark.parametrize("launcher", _launchers())
+@pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_names_a_launcher_imports_from_the_project_exist(launcher):
     missing = []
     for node in ast.walk(_parse(launcher)):
         if not (isinstance(node, ast.ImportFrom) and node.module
                 and node.module.split(".")[0] in PROJECT_PACKAGES):
             continue
-        if node.module.count(".") == 1 and node.module.split(".")[1] in _launchers():
-            # another launcher: importing it here would define its flags, so read its source
-            defined = top_level_names(_parse(node.module.split(".")[1]))
+        other = launcher_named(node.module, LAUNCHERS)
+        if other:  # importing another launcher here would define its flags: read its source
+            defined = top_level_names(_parse(other))
             missing += [f"{node.module}.{a.name}" for a in node.names if a.name not in defined]
             continue
         module = importlib.import_module(node.module)
