@@ -56,7 +56,13 @@ def _common() -> ml_collections.ConfigDict:
         entropy_weight=0.1, entropy_tau=0.01, entropy_gamma=1.0, entropy_num_factors=1,
         commitment_weight=0.25,
         # > 0: L1 counts pixels that moved since the episode's first frame (1 + w) times
-        moving_weight=0.0))
+        moving_weight=0.0,
+        # > 0: the hinge GAN loss against a patch discriminator (tokenizer/adversarial.py),
+        # counted from adversarial_start_step on; off (0) in every variant
+        adversarial_weight=0.0, adversarial_start_step=0))
+    # The patch discriminator of the adversarial loss (read only when adversarial_weight > 0)
+    c.discriminator = ml_collections.ConfigDict(dict(channels=32, num_layers=3, lr=1e-4, b1=0.5,
+                                                     b2=0.9))
     c.optim = ml_collections.ConfigDict(dict(
         lr=1e-3, wd=1e-4, warmup_steps=100, grad_clip_norm=1.0, b1=0.9, b2=0.99))
     # colour_permute_fraction: that share of training frames gets its RGB channels reordered

@@ -6,6 +6,9 @@ The batch of step s is a fixed function of (seed, s), so a killed run resumes wi
 (utils.training.train_loop). Every checkpoint carries the model config; resuming a workdir whose
 checkpoint came from a different model config raises ValueError naming the field. The EMA
 parameters are what evaluation, `restore_params` and the token cache use.
+
+With `loss.adversarial_weight` > 0 the state also holds a patch discriminator and its optimizer
+(`tokenizer/adversarial.py`), and each step updates the tokenizer and then the discriminator.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from roboscape_jax.tokenizer import adversarial
 from roboscape_jax.tokenizer import evaluate as evaluation
 from roboscape_jax.tokenizer.api import frames_to_model_input
 from roboscape_jax.tokenizer.frames import FrameSource
@@ -38,9 +42,25 @@ FIELDS_ADDED_LATER = {"reference_conditioning": False, "reference_copy_gate": Fa
 
 
 class EmaTrainState(TrainState):
-    """A TrainState plus an exponential moving average of the parameters."""
+    """A TrainState plus an exponential moving average of the parameters, and the discriminator
+    with its optimizer state when the adversarial loss is on (None, no leaves, when off: older
+    checkpoints keep loading)."""
 
     ema_params: PyTree
+    disc_params: PyTree = None
+    disc_opt_state: PyTree = None
+
+
+def adversarial_enabled(config) -> bool:
+    """Whether the config turns the adversarial loss on (`loss.adversarial_weight` > 0)."""
+    return float(config.loss.get("adversarial_weight", 0.0)) > 0.0
+
+
+def discriminator_fingerprint(config) -> dict[str, Any] | None:
+    """The discriminator section as stored in checkpoints; None when the adversarial loss is off."""
+    if not adversarial_enabled(config):
+        return None
+    return json.loads(json.dumps(config.discriminator.to_dict(), sort_keys=True))
 
 
 def ema_decay_at(step: jax.Array, decay: float) -> jax.Array:
@@ -50,10 +70,12 @@ def ema_decay_at(step: jax.Array, decay: float) -> jax.Array:
 
 
 def model_fingerprint(config) -> dict[str, Any]:
-    """The JSON form of `config.model` and its hash, stored in every checkpoint's meta."""
+    """The JSON form of `config.model` and its hash, stored in every checkpoint's meta, with the
+    discriminator's section (`discriminator_fingerprint`)."""
     model_config = json.loads(json.dumps(config.model.to_dict(), sort_keys=True))
     digest = hashlib.sha256(json.dumps(model_config, sort_keys=True).encode()).hexdigest()
-    return {"model_config": model_config, "model_fingerprint": digest[:16]}
+    return {"model_config": model_config, "model_fingerprint": digest[:16],
+            "discriminator_config": discriminator_fingerprint(config)}
 
 
 def check_resume_compatible(checkpoint_dir: str, config,
@@ -78,6 +100,18 @@ def check_resume_compatible(checkpoint_dir: str, config,
             raise ValueError(
                 f"cannot resume from {checkpoint_dir}: model.{field} is {now!r} "
                 f"in the config but {was!r} in the checkpoint; use a new workdir")
+    was, now = meta.get("discriminator_config"), discriminator_fingerprint(config)
+    if (was is None) != (now is None):
+        raise ValueError(
+            f"cannot resume from {checkpoint_dir}: the adversarial loss is "
+            f"{'on' if now else 'off'} (loss.adversarial_weight) in the config but "
+            f"{'on' if was else 'off'} in the checkpoint; use a new workdir")
+    for field in sorted(set(was or {}) | set(now or {})):
+        if was.get(field) != now.get(field):
+            raise ValueError(
+                f"cannot resume from {checkpoint_dir}: discriminator.{field} is "
+                f"{now.get(field)!r} in the config but {was.get(field)!r} in the checkpoint; "
+                "use a new workdir")
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
@@ -88,12 +122,27 @@ def make_optimizer(config) -> optax.GradientTransformation:
                        optax.adamw(schedule, b1=o.b1, b2=o.b2, weight_decay=o.wd))
 
 
+def make_discriminator_optimizer(config) -> optax.GradientTransformation:
+    """Adam with VQGAN's (0.5, 0.9) betas at `discriminator.lr`, gradients clipped as the
+    tokenizer's."""
+    d = config.discriminator
+    return optax.chain(optax.clip_by_global_norm(config.optim.grad_clip_norm),
+                       optax.adam(d.lr, b1=d.b1, b2=d.b2))
+
+
 def init_state(config, model: FrameTokenizer, tx: optax.GradientTransformation) -> EmaTrainState:
     rng, rng_init = jax.random.split(jax.random.PRNGKey(config.seed))
     params = init_params(model, rng_init, config.input.frame_height, config.input.frame_width)
     base = create_train_state(params, tx, rng)
+    disc_params = disc_opt_state = None
+    if adversarial_enabled(config):
+        disc_params = adversarial.init_discriminator(
+            adversarial.create_discriminator(config.discriminator), jax.random.fold_in(rng_init, 1),
+            config.input.frame_height, config.input.frame_width)
+        disc_opt_state = make_discriminator_optimizer(config).init(disc_params)
     return EmaTrainState(step=base.step, params=base.params, opt_state=base.opt_state,
-                         rng=base.rng, ema_params=jax.tree.map(jnp.copy, params))
+                         rng=base.rng, ema_params=jax.tree.map(jnp.copy, params),
+                         disc_params=disc_params, disc_opt_state=disc_opt_state)
 
 
 def make_step(config, model: FrameTokenizer, tx, mesh, lpips_params: PyTree | None,
@@ -110,29 +159,88 @@ def make_jitted_step(config, model: FrameTokenizer, tx, mesh,
     """The jitted `step(state, frames, lpips_params) -> (state, metrics)` of `make_step` (the
     LPIPS weights an argument, not a constant: benchmarks lower and cost it)."""
 
-    def loss_fn(params, batch, rng):
-        del rng  # the tokenizer's loss is deterministic
+    def reconstruct(params, batch):
         x = frames_to_model_input(batch["frames"])
         first = batch.get("references")
         first = None if first is None else frames_to_model_input(first)
         recon, aux = model.apply(params, x, first if model.reference_conditioning else None)
+        return x, first, recon, aux
+
+    def loss_fn(params, batch, rng):
+        del rng  # the tokenizer's loss is deterministic
+        x, first, recon, aux = reconstruct(params, batch)
         return tokenizer_loss(recon, x, aux["latents"], aux["codes"], config.loss,
                               batch["lpips_params"], first)
 
     base_step = make_train_step(loss_fn, tx)
+    gan_step = make_adversarial_step(config, reconstruct, tx) if adversarial_enabled(config) \
+        else None
 
     def step(state: EmaTrainState, frames: jax.Array, lpips: PyTree | None):
-        inner = TrainState(step=state.step, params=state.params, opt_state=state.opt_state,
-                           rng=state.rng)
         batch = dict(frames) if isinstance(frames, dict) else {"frames": frames}
-        inner, metrics = base_step(inner, {**batch, "lpips_params": lpips})
+        batch = {**batch, "lpips_params": lpips}
+        if gan_step is not None:
+            new, metrics = gan_step(state, batch)
+        else:
+            inner = TrainState(step=state.step, params=state.params, opt_state=state.opt_state,
+                               rng=state.rng)
+            inner, metrics = base_step(inner, batch)
+            new = state.replace(step=inner.step, params=inner.params, opt_state=inner.opt_state,
+                                rng=inner.rng)
         decay = ema_decay_at(state.step, config.ema_decay)
-        ema = optax.incremental_update(inner.params, state.ema_params, 1.0 - decay)
-        return EmaTrainState(step=inner.step, params=inner.params, opt_state=inner.opt_state,
-                             rng=inner.rng, ema_params=ema), metrics
+        ema = optax.incremental_update(new.params, state.ema_params, 1.0 - decay)
+        return new.replace(ema_params=ema), metrics
 
     return sharding.data_parallel_jit(step, mesh, num_extra_args=1,
                                       state_sharding=state_sharding)
+
+
+def make_adversarial_step(config, reconstruct, tx):
+    """(state, batch) -> (state with tokenizer and discriminator updated, metrics): the tokenizer
+    minimises its losses plus `adversarial_weight_at(step)` x the generator hinge loss against
+    the current discriminator; then the discriminator takes one hinge-loss step on the batch's
+    real frames against the reconstructions just made (no update before `adversarial_start_step`).
+    `reconstruct(params, batch) -> (target, first, recon, aux)` in [-1, 1]."""
+    disc = adversarial.create_discriminator(config.discriminator)
+    disc_tx = make_discriminator_optimizer(config)
+    start = int(config.loss.get("adversarial_start_step", 0))
+
+    def step(state: EmaTrainState, batch):
+        weight = adversarial.adversarial_weight_at(state.step, config.loss.adversarial_weight,
+                                                   start)
+
+        def loss_fn(params):
+            x, first, recon, aux = reconstruct(params, batch)
+            loss, metrics = tokenizer_loss(recon, x, aux["latents"], aux["codes"], config.loss,
+                                           batch["lpips_params"], first)
+            g_adv = adversarial.generator_hinge_loss(disc.apply(state.disc_params, recon))
+            metrics = {**metrics, "adversarial_generator": g_adv, "adversarial_weight": weight}
+            return loss + weight * g_adv, (metrics, x, recon)
+
+        (loss, (metrics, x, recon)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+
+        def disc_loss_fn(disc_params):
+            real = disc.apply(disc_params, x)
+            fake = disc.apply(disc_params, jax.lax.stop_gradient(recon))
+            return adversarial.discriminator_hinge_loss(real, fake), (real, fake)
+
+        (d_loss, (real, fake)), d_grads = jax.value_and_grad(disc_loss_fn, has_aux=True)(
+            state.disc_params)
+        active = (state.step >= start).astype(jnp.float32)
+        d_grads = jax.tree.map(lambda g: g * active, d_grads)  # zero grads: Adam moves nothing
+        d_updates, disc_opt_state = disc_tx.update(d_grads, state.disc_opt_state,
+                                                   state.disc_params)
+        disc_params = optax.apply_updates(state.disc_params, d_updates)
+        metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads),
+                   "discriminator_loss": d_loss, "discriminator_real": jnp.mean(real),
+                   "discriminator_fake": jnp.mean(fake)}
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                             disc_params=disc_params, disc_opt_state=disc_opt_state), metrics
+
+    return step
 
 
 # The five channel orders other than RGB itself: each is a hue rotation or reflection.
