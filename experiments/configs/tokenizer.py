@@ -58,8 +58,9 @@ def _common() -> ml_collections.ConfigDict:
         # > 0: L1 counts pixels that moved since the episode's first frame (1 + w) times
         moving_weight=0.0,
         # > 0: the hinge GAN loss against a patch discriminator (tokenizer/adversarial.py),
-        # counted from adversarial_start_step on; off (0) in every variant
-        adversarial_weight=0.0, adversarial_start_step=0))
+        # counted from adversarial_start_step on, its gradient scaled to that share of the
+        # reconstruction losses' (adversarial_adaptive; else a fixed weight); off (0) everywhere
+        adversarial_weight=0.0, adversarial_start_step=0, adversarial_adaptive=True))
     # The patch discriminator of the adversarial loss (read only when adversarial_weight > 0)
     c.discriminator = ml_collections.ConfigDict(dict(channels=32, num_layers=3, lr=1e-4, b1=0.5,
                                                      b2=0.9))

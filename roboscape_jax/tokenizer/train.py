@@ -196,29 +196,39 @@ def make_jitted_step(config, model: FrameTokenizer, tx, mesh,
 
 
 def make_adversarial_step(config, reconstruct, tx):
-    """(state, batch) -> (state with tokenizer and discriminator updated, metrics): the tokenizer
-    minimises its losses plus `adversarial_weight_at(step)` x the generator hinge loss against
-    the current discriminator; then the discriminator takes one hinge-loss step on the batch's
-    real frames against the reconstructions just made (no update before `adversarial_start_step`).
+    """(state, batch) -> (state with tokenizer and discriminator updated, metrics).
+
+    The tokenizer minimises its losses plus lambda x the generator hinge loss against the current
+    discriminator, lambda = `adversarial_weight_at(step)`, times (with `loss.adversarial_adaptive`)
+    ||d L_rec / d recon|| / ||d L_G / d recon||: VQGAN's adaptive weight (which balances the two
+    gradients at the decoder's last layer) taken at the reconstruction itself, so the GAN's pull
+    stays a fixed share of the reconstruction losses' whatever their scale. One forward and one
+    backward pass of the tokenizer (the two gradients meet at the reconstruction). Then the
+    discriminator takes one hinge-loss step on the batch's real frames against the
+    reconstructions just made (none before `adversarial_start_step`).
     `reconstruct(params, batch) -> (target, first, recon, aux)` in [-1, 1]."""
     disc = adversarial.create_discriminator(config.discriminator)
     disc_tx = make_discriminator_optimizer(config)
     start = int(config.loss.get("adversarial_start_step", 0))
+    adaptive = bool(config.loss.get("adversarial_adaptive", True))
 
     def step(state: EmaTrainState, batch):
+        def forward(params):
+            x, first, recon, aux = reconstruct(params, batch)
+            return (recon, aux["latents"], aux["codes"]), (x, first)
+
+        (recon, z, q), vjp_fn, (x, first) = jax.vjp(forward, state.params, has_aux=True)
+        (rec_loss, metrics), rec_grads = jax.value_and_grad(
+            lambda r, z, q: tokenizer_loss(r, x, z, q, config.loss, batch["lpips_params"], first),
+            argnums=(0, 1, 2), has_aux=True)(recon, z, q)
+        g_adv, adv_grad = jax.value_and_grad(
+            lambda r: adversarial.generator_hinge_loss(disc.apply(state.disc_params, r)))(recon)
         weight = adversarial.adversarial_weight_at(state.step, config.loss.adversarial_weight,
                                                    start)
-
-        def loss_fn(params):
-            x, first, recon, aux = reconstruct(params, batch)
-            loss, metrics = tokenizer_loss(recon, x, aux["latents"], aux["codes"], config.loss,
-                                           batch["lpips_params"], first)
-            g_adv = adversarial.generator_hinge_loss(disc.apply(state.disc_params, recon))
-            metrics = {**metrics, "adversarial_generator": g_adv, "adversarial_weight": weight}
-            return loss + weight * g_adv, (metrics, x, recon)
-
-        (loss, (metrics, x, recon)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params)
+        ratio = jnp.clip(optax.global_norm(rec_grads[0]) / (optax.global_norm(adv_grad) + 1e-4),
+                         0.0, 1e4)
+        weight = weight * ratio if adaptive else weight
+        (grads,) = vjp_fn((rec_grads[0] + weight * adv_grad, rec_grads[1], rec_grads[2]))
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
 
@@ -234,7 +244,9 @@ def make_adversarial_step(config, reconstruct, tx):
         d_updates, disc_opt_state = disc_tx.update(d_grads, state.disc_opt_state,
                                                    state.disc_params)
         disc_params = optax.apply_updates(state.disc_params, d_updates)
-        metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads),
+        metrics = {**metrics, "loss": rec_loss + weight * g_adv,
+                   "grad_norm": optax.global_norm(grads), "adversarial_generator": g_adv,
+                   "adversarial_weight": weight, "adversarial_gradient_ratio": ratio,
                    "discriminator_loss": d_loss, "discriminator_real": jnp.mean(real),
                    "discriminator_fake": jnp.mean(fake)}
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state,

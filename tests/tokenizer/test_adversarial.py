@@ -59,7 +59,10 @@ def test_debug_run_trains_the_discriminator_from_its_start_step(gan_run):
     _, workdir, _, initial, state = gan_run
     rows = [r for r in read_jsonl(os.path.join(workdir, "metrics.jsonl")) if "loss" in r]
     assert [r["step"] for r in rows] == [1, 2, 3]
-    assert [r["adversarial_weight"] for r in rows] == pytest.approx([0.0, 0.1, 0.1])
+    assert rows[0]["adversarial_weight"] == 0.0
+    for r in rows[1:]:  # adaptive: 0.1 x the reconstruction / adversarial gradient-norm ratio
+        assert r["adversarial_gradient_ratio"] > 0.0
+        assert r["adversarial_weight"] == pytest.approx(0.1 * r["adversarial_gradient_ratio"])
     for name in ("discriminator_loss", "discriminator_real", "discriminator_fake",
                  "adversarial_generator"):
         assert all(np.isfinite(r[name]) for r in rows), name
@@ -70,18 +73,36 @@ def test_debug_run_trains_the_discriminator_from_its_start_step(gan_run):
     assert max(jax.tree.leaves(moved)) > 0.0
 
 
-def test_no_discriminator_update_before_the_start_step():
-    config = _gan_config(start_step=5)
+def _one_step(config):
     model, tx = train.create_model(config.model), train.make_optimizer(config)
     mesh = sharding.data_mesh()
     state = sharding.replicate(train.init_state(config, model, tx), mesh)
-    before = jax.tree.map(np.asarray, state.disc_params)
+    before = jax.tree.map(np.asarray, state)
     batch = sharding.shard_batch(
         train.make_batch_fn(config, ArrayFrameSource(synthetic_frames(16), 0.2))(0), mesh)
     state, metrics = train.make_step(config, model, tx, mesh, None)(state, batch)
+    return before, jax.tree.map(np.asarray, state), metrics
+
+
+def test_before_the_start_step_the_tokenizer_steps_as_without_the_loss():
+    before, gan, metrics = _one_step(_gan_config(start_step=5))
     assert float(metrics["adversarial_weight"]) == 0.0
-    jax.tree.map(np.testing.assert_array_equal, before, jax.tree.map(np.asarray,
-                                                                     state.disc_params))
+    jax.tree.map(np.testing.assert_array_equal, before.disc_params, gan.disc_params)
+    plain_config = _gan_config()
+    plain_config.loss.adversarial_weight = 0.0
+    _, plain, plain_metrics = _one_step(plain_config)
+    assert plain.disc_params is None
+    # the GAN step's single backward pass (joined at the reconstruction) = the plain step's
+    np.testing.assert_allclose(float(metrics["loss"]), float(plain_metrics["loss"]), rtol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+                 gan.params, plain.params)
+
+
+def test_fixed_weight_without_the_adaptive_scaling():
+    config = _gan_config(start_step=0)
+    config.loss.adversarial_adaptive = False
+    _, _, metrics = _one_step(config)
+    np.testing.assert_allclose(float(metrics["adversarial_weight"]), 0.1)
 
 
 def test_resume_keeps_the_discriminator_and_refuses_the_loss_switched_off(gan_run):
