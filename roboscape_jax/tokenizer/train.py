@@ -33,6 +33,7 @@ from roboscape_jax.tokenizer.model import FrameTokenizer, create_model, init_par
 from roboscape_jax.types import PyTree
 from roboscape_jax.utils import sharding
 from roboscape_jax.utils.checkpoint import Checkpointer
+from roboscape_jax.utils.curves import TOKENIZER_PANELS, write_training_curves
 from roboscape_jax.utils.metrics import MetricWriter
 from roboscape_jax.utils.training import TrainState, create_train_state, make_train_step, train_loop
 
@@ -372,6 +373,9 @@ def train_and_evaluate(config, workdir: str, frames_source: FrameSource, *,
     if sharding.is_primary():
         evaluate_held_out(config, model, ema_params, frames_source,
                           os.path.join(workdir, "eval"), lpips_params, step=int(state.step))
+        write_training_curves(os.path.join(sharding.process_dir(workdir), "metrics.jsonl"),
+                              os.path.join(workdir, "curves.png"), TOKENIZER_PANELS,
+                              title=f"tokenizer ({config.variant})")
     return state
 
 

@@ -65,6 +65,7 @@ def test_debug_run_checkpoints_logs_and_evaluates(debug_run):
         metrics = json.load(f)
     assert {"psnr", "ssim", "code_usage", "code_perplexity", "subcode0_usage"} <= set(metrics)
     assert os.path.getsize(os.path.join(workdir, "eval", "reconstructions.png")) > 0
+    assert os.path.getsize(os.path.join(workdir, "curves.png")) > 0
     model, params = train.restore_params(workdir, config)
     np.testing.assert_array_equal(params["params"]["decoder"]["Conv_0"]["kernel"],
                                   state.ema_params["params"]["decoder"]["Conv_0"]["kernel"])

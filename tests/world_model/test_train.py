@@ -104,6 +104,7 @@ def test_debug_run_logs_checkpoints_and_evaluates(debug_setup, debug_run):
         metrics = json.load(f)
     assert set(train.EVAL_METRICS) | {"done_auroc", "done_rmse"} <= set(metrics)
     assert metrics["copy_accuracy"] > 0.5  # the synthetic blob moves at most one cell per step
+    assert os.path.getsize(os.path.join(workdir, "curves.png")) > 0
     _, params = train.restore_params(workdir, config)
     leaves = zip(jax.tree.leaves(params), jax.tree.leaves(state.params), strict=True)
     assert all(np.array_equal(a, b) for a, b in leaves)
