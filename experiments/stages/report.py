@@ -5,7 +5,8 @@ in-domain / out-of-domain success rate with 95% Wilson intervals) from `evaluate
 as a table and a bar chart (`table1.png`), the wall time of every stage from its `stage.json`,
 the evaluation's frame strips, imagination vs simulator (`experiments.stages.imagination`), and
 the world models' held-out figures with the reward curves (Fig. 3), the controllability grids
-(supplement Fig. 9) and golden-trajectory goals (copied into the report folder); Table 2 (the
+(supplement Fig. 9) and golden-trajectory goals, and the trainers' curves (copied into the
+report folder); Table 2 (the
 multi-task policies on P.&P. and M.A.) and Fig. 2 (success against training wall time for each
 reward module whose PPO stage ran and was evaluated, `fig2.png`). Nothing is written in by
 hand: a figure the workdir does not hold is reported as missing.
@@ -203,6 +204,31 @@ def world_model_figures(root: str) -> list[tuple[str, str]]:
             if os.path.exists(os.path.join(root, "evaluate_world_models", source))]
 
 
+# training curves the trainers write (utils.curves): (source in the workdir, name in the report)
+TRAINING_CURVES = (
+    ("train_tokenizer/curves.png", "tokenizer"),
+    ("train_world_models/action/curves.png", "action world model"),
+    ("train_world_models/text/curves.png", "text world model"),
+)
+
+
+def training_curves(root: str) -> list[tuple[str, str]]:
+    """The (source, name) of TRAINING_CURVES that the workdir `root` holds."""
+    return [(source, name) for source, name in TRAINING_CURVES
+            if os.path.exists(os.path.join(root, source))]
+
+
+def training_curves_section(root: str) -> list[str]:
+    parts = ["## Training curves", ""]
+    curves = training_curves(root)
+    if not curves:
+        return parts + ["No trainer in this workdir wrote its curves.", ""]
+    for source, name in curves:
+        parts += [f"{name} (training rows, held-out evaluations over them):", "",
+                  f"![{name}](curves/{source.replace('/', '_')})", ""]
+    return parts
+
+
 def world_model_section(root: str, record: dict[str, Any] | None) -> list[str]:
     """The world models' held-out figures (issue 5) and reward diagnostics (issue 6): the
     evaluate_world_models stage's headline and figures."""
@@ -302,6 +328,7 @@ def make_report(config, root: str, stage_names: Sequence[str],
         parts += [f"![{s}](strips/{s})" for s in strips] + [""]
     parts += imagination_section(imagination)
     parts += world_model_section(root, records.get("evaluate_world_models"))
+    parts += training_curves_section(root)
     return "\n".join(parts)
 
 
@@ -349,6 +376,10 @@ def run_report(config, out_dir: str, stage_names: Sequence[str]) -> dict[str, An
         target = os.path.join(out_dir, "world_models", source)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         shutil.copy(os.path.join(root, "evaluate_world_models", source), target)
+    for source, _ in training_curves(root):
+        os.makedirs(os.path.join(out_dir, "curves"), exist_ok=True)
+        shutil.copy(os.path.join(root, source),
+                    os.path.join(out_dir, "curves", source.replace("/", "_")))
     path = os.path.join(out_dir, "report.md")
     write_text(path, text)
     with open(os.path.join(root, "evaluate", "results.json")) as f:

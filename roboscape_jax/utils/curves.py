@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from roboscape_jax.utils.files import atomic_path
 from roboscape_jax.utils.metrics import read_jsonl
 
 TOKENIZER_PANELS = ("loss", "l1", "lpips", "psnr", "ssim", "code_usage",
@@ -83,6 +84,7 @@ def write_training_curves(metrics_path: str, out_path: str, panels: Sequence[str
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
+    with atomic_path(out_path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return list(series)

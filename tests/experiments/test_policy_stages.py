@@ -194,6 +194,9 @@ def test_evaluate_in_maniskill_then_report(workdir, capsys):
         assert np.isfinite(r["psnr_imagined"]) and (workdir / "report" / r["strip"]).exists()
         assert f"| {name} | push |" in report
     assert "## Imagination vs simulator" in report
+    for name in ("train_tokenizer", "train_world_models_action", "train_world_models_text"):
+        assert f"](curves/{name}_curves.png)" in report, name
+        assert (workdir / "report" / "curves" / f"{name}_curves.png").stat().st_size > 0
     assert "The evaluate_world_models stage has not run" in report
     # A missing trace reruns its episode (and only it).
     os.remove(out / "traces" / "random_ind.npz")

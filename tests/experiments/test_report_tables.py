@@ -1,4 +1,5 @@
-"""The report's tables from hand-made evaluation results: Table 2's change from SFT, wall times."""
+"""The report's tables from hand-made evaluation results: Table 2's change from SFT, wall times;
+the training-curves section."""
 
 from experiments.stages import report
 from experiments.stages.evaluate_policies import summarise
@@ -63,3 +64,13 @@ def test_fig2_starts_every_module_at_sft_and_skips_modules_that_did_not_run(tmp_
     assert (tmp_path / "fig2.png").stat().st_size > 1000
     section = "\n".join(report.fig2_section(results, records))
     assert "Not run in this workdir: embedding-based, proxy-based" in section
+
+
+def test_training_curves_section_lists_what_the_trainers_wrote(tmp_path):
+    assert "No trainer in this workdir wrote its curves." in report.training_curves_section(
+        str(tmp_path))
+    (tmp_path / "train_world_models" / "action").mkdir(parents=True)
+    (tmp_path / "train_world_models" / "action" / "curves.png").write_bytes(b"png")
+    section = "\n".join(report.training_curves_section(str(tmp_path)))
+    assert "![action world model](curves/train_world_models_action_curves.png)" in section
+    assert "tokenizer" not in section
