@@ -24,7 +24,12 @@ Token grid and vocabulary (see the module docstring of roboscape_jax/tokenizer/m
          (docs/performance_history.md), so it is off. RGB channel-order augmentation of half the
          training frames (`input.colour_permute_fraction=0.5`) cut out-of-domain LPIPS 7.6%
          (0.0986 -> 0.0911) but raised in-domain LPIPS 13% and lowered PSNR on both splits
-         (2026-12-03, batch 32, README Performance), so it is off too. 12 bits instead of 10 were
+         (2026-12-03, batch 32, README Performance); at batch 8 x 3200 a quarter of the frames
+         gave out-of-domain LPIPS 0.0764 vs 0.0858 but PSNR 23.91 vs 24.14 dB and in-domain
+         0.0581 vs 0.0518 (2026-12-06), so it is off too: no world model has been trained on
+         its codes. The adversarial loss (`loss.adversarial_weight`, VQGAN's adaptive weight) at
+         0.1 from step 800 changed nothing (out-of-domain LPIPS 0.0852; a fixed 0.1 wrecked
+         training): off. 12 bits instead of 10 were
          no better at 800 steps of batch 32 (out-of-domain LPIPS 0.1016 vs 0.0986; same day).
          Nor were more training scenes: 16 in-domain scenes x 3 episodes per task instead of
          4 x 10 (`data.ind_scenes_per_split=16`, every colour of the out-of-domain objects on
