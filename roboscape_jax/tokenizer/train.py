@@ -13,6 +13,7 @@ With `loss.adversarial_weight` > 0 the state also holds a patch discriminator an
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -80,15 +81,18 @@ def model_fingerprint(config) -> dict[str, Any]:
 
 
 def check_resume_compatible(checkpoint_dir: str, config,
-                            defaults: Mapping[str, Any] | None = None) -> None:
-    """Raises ValueError when `checkpoint_dir` holds a checkpoint of another model config.
-    `defaults`: values of fields added to the model config after a checkpoint was written (a
-    field the checkpoint lacks counts as its default, so older checkpoints keep loading)."""
+                            defaults: Mapping[str, Any] | None = None, *,
+                            check_discriminator: bool = True) -> dict[str, Any] | None:
+    """Raises ValueError when `checkpoint_dir` holds a checkpoint of another model config (or,
+    with `check_discriminator`, another adversarial setting); returns the checkpoint's meta
+    (None: no checkpoint). `defaults`: values of fields added to the model config after a
+    checkpoint was written (a field the checkpoint lacks counts as its default, so older
+    checkpoints keep loading)."""
     if not os.path.isdir(checkpoint_dir):
-        return
+        return None
     with Checkpointer(checkpoint_dir) as ckpt:
         if ckpt.latest_step() is None:
-            return
+            return None
         _, meta = ckpt.restore(None)  # raw restore: no template, so shapes cannot clash
     stored, expected = meta.get("model_config"), model_fingerprint(config)["model_config"]
     if stored is None:
@@ -101,6 +105,8 @@ def check_resume_compatible(checkpoint_dir: str, config,
             raise ValueError(
                 f"cannot resume from {checkpoint_dir}: model.{field} is {now!r} "
                 f"in the config but {was!r} in the checkpoint; use a new workdir")
+    if not check_discriminator:
+        return meta
     was, now = meta.get("discriminator_config"), discriminator_fingerprint(config)
     if (was is None) != (now is None):
         raise ValueError(
@@ -113,6 +119,7 @@ def check_resume_compatible(checkpoint_dir: str, config,
                 f"cannot resume from {checkpoint_dir}: discriminator.{field} is "
                 f"{now.get(field)!r} in the config but {was.get(field)!r} in the checkpoint; "
                 "use a new workdir")
+    return meta
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
@@ -401,10 +408,18 @@ def evaluate_held_out(config, model: FrameTokenizer, params: PyTree, frames_sour
 
 
 def restore_params(workdir: str, config, *, use_ema: bool = True) -> tuple[FrameTokenizer, PyTree]:
-    """(model, params) of the newest checkpoint in `workdir`, checked against `config.model`."""
+    """(model, params) of the newest checkpoint in `workdir`, checked against `config.model`.
+    Whether it was trained with the adversarial loss does not matter here (its discriminator is
+    read as stored and dropped), so later stages need not repeat the training's loss flags."""
     checkpoint_dir = os.path.join(workdir, "checkpoints")
-    check_resume_compatible(checkpoint_dir, config, FIELDS_ADDED_LATER)
+    meta = check_resume_compatible(checkpoint_dir, config, FIELDS_ADDED_LATER,
+                                   check_discriminator=False) or {}
+    template = copy.deepcopy(config)
+    stored = meta.get("discriminator_config")
+    template.loss.adversarial_weight = 1.0 if stored else 0.0
+    if stored:
+        template.discriminator.update(stored)
     model, tx = create_model(config.model), make_optimizer(config)
     with Checkpointer(checkpoint_dir) as ckpt:
-        state, _ = ckpt.restore(init_state(config, model, tx))
+        state, _ = ckpt.restore(init_state(template, model, tx))
     return model, state.ema_params if use_ema else state.params

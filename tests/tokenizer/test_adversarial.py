@@ -118,4 +118,11 @@ def test_resume_keeps_the_discriminator_and_refuses_the_loss_switched_off(gan_ru
     other = _gan_config()
     other.discriminator.channels = 16
     with pytest.raises(ValueError, match=r"discriminator\.channels is 16 in the config but 8"):
-        train.restore_params(workdir, other)
+        train.train_and_evaluate(other, workdir, source)
+
+
+def test_later_stages_restore_the_tokenizer_without_the_loss_flags(gan_run):
+    _, workdir, _, _, state = gan_run
+    _, params = train.restore_params(workdir, tokenizer_config("debug"))  # the loss off
+    jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, state.ema_params),
+                 jax.tree.map(np.asarray, params))
