@@ -54,8 +54,10 @@ class EmaTrainState(TrainState):
 
 
 def adversarial_enabled(config) -> bool:
-    """Whether the config turns the adversarial loss on (`loss.adversarial_weight` > 0)."""
-    return float(config.loss.get("adversarial_weight", 0.0)) > 0.0
+    """Whether the config turns the adversarial loss on (`loss.adversarial_weight` > 0). False
+    for configs without a `loss` section (the world models and SFT share the resume check)."""
+    loss = config.get("loss")
+    return loss is not None and float(loss.get("adversarial_weight", 0.0)) > 0.0
 
 
 def discriminator_fingerprint(config) -> dict[str, Any] | None:
@@ -72,12 +74,10 @@ def ema_decay_at(step: jax.Array, decay: float) -> jax.Array:
 
 
 def model_fingerprint(config) -> dict[str, Any]:
-    """The JSON form of `config.model` and its hash, stored in every checkpoint's meta, with the
-    discriminator's section (`discriminator_fingerprint`)."""
+    """The JSON form of `config.model` and its hash, stored in every checkpoint's meta."""
     model_config = json.loads(json.dumps(config.model.to_dict(), sort_keys=True))
     digest = hashlib.sha256(json.dumps(model_config, sort_keys=True).encode()).hexdigest()
-    return {"model_config": model_config, "model_fingerprint": digest[:16],
-            "discriminator_config": discriminator_fingerprint(config)}
+    return {"model_config": model_config, "model_fingerprint": digest[:16]}
 
 
 def check_resume_compatible(checkpoint_dir: str, config,
@@ -374,7 +374,8 @@ def train_and_evaluate(config, workdir: str, frames_source: FrameSource, *,
                        num_steps=config.num_steps, log_every_steps=config.log_every_steps,
                        checkpoint_every_steps=config.checkpoint_every_steps, desc="tokenizer",
                        eval_fn=eval_fn, eval_every_steps=config.eval_every_steps,
-                       checkpoint_meta=model_fingerprint(config))
+                       checkpoint_meta={**model_fingerprint(config),
+                                        "discriminator_config": discriminator_fingerprint(config)})
     images.close()
     ema_params = sharding.host_local(state.ema_params)  # a collective: every process joins
     if sharding.is_primary():
@@ -416,9 +417,11 @@ def restore_params(workdir: str, config, *, use_ema: bool = True) -> tuple[Frame
                                    check_discriminator=False) or {}
     template = copy.deepcopy(config)
     stored = meta.get("discriminator_config")
-    template.loss.adversarial_weight = 1.0 if stored else 0.0
     if stored:
+        template.loss.adversarial_weight = 1.0
         template.discriminator.update(stored)
+    elif adversarial_enabled(template):
+        template.loss.adversarial_weight = 0.0
     model, tx = create_model(config.model), make_optimizer(config)
     with Checkpointer(checkpoint_dir) as ckpt:
         state, _ = ckpt.restore(init_state(template, model, tx))
