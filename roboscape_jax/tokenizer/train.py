@@ -54,10 +54,9 @@ class EmaTrainState(TrainState):
 
 
 def adversarial_enabled(config) -> bool:
-    """Whether the config turns the adversarial loss on (`loss.adversarial_weight` > 0). False
-    for configs without a `loss` section (the world models and SFT share the resume check)."""
-    loss = config.get("loss")
-    return loss is not None and float(loss.get("adversarial_weight", 0.0)) > 0.0
+    """Whether the tokenizer config turns the adversarial loss on (`loss.adversarial_weight` >
+    0)."""
+    return float(config.loss.get("adversarial_weight", 0.0)) > 0.0
 
 
 def discriminator_fingerprint(config) -> dict[str, Any] | None:
@@ -81,13 +80,11 @@ def model_fingerprint(config) -> dict[str, Any]:
 
 
 def check_resume_compatible(checkpoint_dir: str, config,
-                            defaults: Mapping[str, Any] | None = None, *,
-                            check_discriminator: bool = True) -> dict[str, Any] | None:
-    """Raises ValueError when `checkpoint_dir` holds a checkpoint of another model config (or,
-    with `check_discriminator`, another adversarial setting); returns the checkpoint's meta
-    (None: no checkpoint). `defaults`: values of fields added to the model config after a
-    checkpoint was written (a field the checkpoint lacks counts as its default, so older
-    checkpoints keep loading)."""
+                            defaults: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """Raises ValueError when `checkpoint_dir` holds a checkpoint of another model config;
+    returns the checkpoint's meta (None: no checkpoint). `defaults`: values of fields added to
+    the model config after a checkpoint was written (a field the checkpoint lacks counts as its
+    default, so older checkpoints keep loading)."""
     if not os.path.isdir(checkpoint_dir):
         return None
     with Checkpointer(checkpoint_dir) as ckpt:
@@ -105,8 +102,15 @@ def check_resume_compatible(checkpoint_dir: str, config,
             raise ValueError(
                 f"cannot resume from {checkpoint_dir}: model.{field} is {now!r} "
                 f"in the config but {was!r} in the checkpoint; use a new workdir")
-    if not check_discriminator:
-        return meta
+    return meta
+
+
+def check_discriminator_compatible(checkpoint_dir: str, meta: Mapping[str, Any] | None,
+                                   config) -> None:
+    """Raises ValueError when the tokenizer checkpoint (its `meta`, None: no checkpoint) was
+    trained with the adversarial loss switched otherwise, or with another discriminator."""
+    if meta is None:
+        return
     was, now = meta.get("discriminator_config"), discriminator_fingerprint(config)
     if (was is None) != (now is None):
         raise ValueError(
@@ -119,7 +123,6 @@ def check_resume_compatible(checkpoint_dir: str, config,
                 f"cannot resume from {checkpoint_dir}: discriminator.{field} is "
                 f"{now.get(field)!r} in the config but {was.get(field)!r} in the checkpoint; "
                 "use a new workdir")
-    return meta
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
@@ -344,7 +347,10 @@ def train_and_evaluate(config, workdir: str, frames_source: FrameSource, *,
         raise ValueError(f"frames are {frames_source.frame_shape}, the config expects {expected}")
     mesh = sharding.parallel_mesh(parallel)
     sharding.check_batch_size(config.input.batch_size, mesh)
-    check_resume_compatible(os.path.join(workdir, "checkpoints"), config, FIELDS_ADDED_LATER)
+    checkpoint_dir = os.path.join(workdir, "checkpoints")
+    check_discriminator_compatible(
+        checkpoint_dir, check_resume_compatible(checkpoint_dir, config, FIELDS_ADDED_LATER),
+        config)
     model, tx = create_model(config.model), make_optimizer(config)
     check_reference_source(model, frames_source, config)
     use_lpips = config.loss.lpips_weight > 0 or config.eval.lpips
@@ -413,8 +419,7 @@ def restore_params(workdir: str, config, *, use_ema: bool = True) -> tuple[Frame
     Whether it was trained with the adversarial loss does not matter here (its discriminator is
     read as stored and dropped), so later stages need not repeat the training's loss flags."""
     checkpoint_dir = os.path.join(workdir, "checkpoints")
-    meta = check_resume_compatible(checkpoint_dir, config, FIELDS_ADDED_LATER,
-                                   check_discriminator=False) or {}
+    meta = check_resume_compatible(checkpoint_dir, config, FIELDS_ADDED_LATER) or {}
     template = copy.deepcopy(config)
     stored = meta.get("discriminator_config")
     if stored:
