@@ -65,7 +65,10 @@ def _common() -> ml_collections.ConfigDict:
         # > 0: the hinge GAN loss against a patch discriminator (tokenizer/adversarial.py),
         # counted from adversarial_start_step on, its gradient scaled to that share of the
         # reconstruction losses' (adversarial_adaptive; else a fixed weight); off (0) everywhere
-        adversarial_weight=0.0, adversarial_start_step=0, adversarial_adaptive=True))
+        adversarial_weight=0.0, adversarial_start_step=0, adversarial_adaptive=True,
+        # > 0: tokens whose 8x8 patch did not move since the previous frame keep their previous
+        # code's signs by this hinge margin (losses.temporal_stability_loss); off (0) by default
+        temporal_weight=0.0, temporal_margin=0.25))
     # The patch discriminator of the adversarial loss (read only when adversarial_weight > 0)
     c.discriminator = ml_collections.ConfigDict(dict(channels=32, num_layers=3, lr=1e-4, b1=0.5,
                                                      b2=0.9))

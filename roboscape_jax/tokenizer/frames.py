@@ -4,7 +4,8 @@ A frame is both camera views stacked vertically (third-view over wrist), uint8 [
 default [128, 64, 3]. A source splits its frames into `train` and `held_out` index sets once, so
 training never sees the frames that evaluation scores. The dataset reader plugs in by implementing
 the same three members. Sources that know where episodes start also give each frame's
-reference (its episode's first frame) for a reference-conditioned tokenizer (`get_references`).
+reference (its episode's first frame) for a reference-conditioned tokenizer (`get_references`),
+and each frame's predecessor for the temporal-stability loss (`get_previous`).
 """
 
 from __future__ import annotations
@@ -63,6 +64,15 @@ class _IndexedFrames:
             raise ValueError("this frame source has no episode boundaries (pass episode "
                              "lengths), so it has no reference frames")
         return self.frames[self._first[np.asarray(indices)]]
+
+    def get_previous(self, indices: np.ndarray) -> np.ndarray:
+        """uint8 [len(indices), H, W, 3]: the frame before each frame in its episode (an
+        episode's first frame is its own predecessor)."""
+        if self._first is None:
+            raise ValueError("this frame source has no episode boundaries (pass episode "
+                             "lengths), so it has no previous frames")
+        indices = np.asarray(indices)
+        return self.frames[np.maximum(indices - 1, self._first[indices])]
 
     def _set_episodes(self, lengths) -> None:
         if lengths is None:

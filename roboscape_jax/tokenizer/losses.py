@@ -45,6 +45,37 @@ def motion_weighted_l1(x: jax.Array, y: jax.Array, moving: jax.Array, weight: fl
     return jnp.sum(w * jnp.abs(x - y)) / (jnp.sum(w) * x.shape[-1])
 
 
+def static_token_mask(target: jax.Array, previous: jax.Array, patch: int,
+                      threshold: float = 16.0 / 127.5) -> jax.Array:
+    """float [B, H / patch, W / patch, 1]: 1 where no pixel of the token's patch moved between
+    `previous` and `target` (`moving_mask`'s test; both [B, H, W, 3] in [-1, 1])."""
+    b, h, w, _ = target.shape
+    if h % patch or w % patch:
+        raise ValueError(f"frames {target.shape} do not split into {patch}x{patch} token patches")
+    moving = moving_mask(target, previous, threshold).reshape(b, h // patch, patch, w // patch,
+                                                             patch, 1)
+    return 1.0 - moving.max(axis=(2, 4))
+
+
+def temporal_stability_loss(z: jax.Array, previous_latents: jax.Array, static: jax.Array,
+                            margin: float) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Hinge that keeps a static token's code: mean over the bits of tokens whose patch did not
+    move (`static` [B, h, w, 1]) of relu(margin - z * sign(z_prev)), z_prev held fixed.
+
+    Why: an LFQ code is the signs of the latents, and a latent near zero flips on a small change
+    anywhere in the encoder's receptive field, so on the `tiny` data a fifth of the tokens
+    changed code per step while only a few percent of the patches moved; the world model has to
+    predict every flip. Returns (loss, {"temporal_stability", "static_flip_rate",
+    "static_token_fraction"})."""
+    target_sign = jax.lax.stop_gradient(jnp.sign(previous_latents))
+    agreement = z * target_sign  # [B, h, w, K]
+    count = jnp.sum(static) * z.shape[-1]
+    loss = jnp.sum(static * jax.nn.relu(margin - agreement)) / jnp.maximum(count, 1.0)
+    flips = jnp.sum(static * (agreement < 0)) / jnp.maximum(count, 1.0)
+    return loss, {"temporal_stability": loss, "static_flip_rate": flips,
+                  "static_token_fraction": jnp.mean(static)}
+
+
 def commitment_loss(z: jax.Array, q: jax.Array) -> jax.Array:
     """mean ||z - sg(q)||^2 / K: pulls the latents towards their (sign) codes. [..., K] -> []."""
     return jnp.mean(jnp.square(z - jax.lax.stop_gradient(q)))
@@ -107,7 +138,9 @@ def lfq_entropy_loss(z: jax.Array, tau: float, gamma: float = 1.0,
 
 def tokenizer_loss(recon: jax.Array, target: jax.Array, z: jax.Array, q: jax.Array,
                    loss_config, lpips_params: dict[str, Any] | None = None,
-                   first: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+                   first: jax.Array | None = None, previous: jax.Array | None = None,
+                   previous_latents: jax.Array | None = None
+                   ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Weighted sum of every term; each term (weighted or not) is also returned as a metric.
 
     Args:
@@ -120,6 +153,10 @@ def tokenizer_loss(recon: jax.Array, target: jax.Array, z: jax.Array, q: jax.Arr
         `loss_config.moving_weight` > 0 the L1 term counts the pixels that moved since it
         (1 + moving_weight) times (`motion_weighted_l1`): the world model needs the arm, which
         covers a few percent of the pixels, more than the table.
+      previous, previous_latents: [B, H, W, 3] in [-1, 1], each frame's predecessor in its
+        episode, and its latents [B, h, w, K]; with `loss.temporal_weight` > 0 the
+        `temporal_stability_loss` (margin `loss.temporal_margin`) keeps the codes of the tokens
+        whose patch did not move.
     """
     c = loss_config
     metrics = {"l1": reconstruction_l1(recon, target), "l2": reconstruction_l2(recon, target),
@@ -138,6 +175,16 @@ def tokenizer_loss(recon: jax.Array, target: jax.Array, z: jax.Array, q: jax.Arr
     metrics.update(entropy_terms)
     loss = (c.l1_weight * l1_term + c.l2_weight * metrics["l2"]
             + c.entropy_weight * entropy + c.commitment_weight * metrics["commitment"])
+    temporal_weight = c.get("temporal_weight", 0.0)
+    if temporal_weight:
+        if previous is None or previous_latents is None:
+            raise ValueError("loss.temporal_weight > 0 needs each frame's previous frame and its "
+                             "latents")
+        static = static_token_mask(target, previous, target.shape[1] // z.shape[1])
+        temporal, temporal_terms = temporal_stability_loss(z, previous_latents, static,
+                                                           c.temporal_margin)
+        metrics.update(temporal_terms)
+        loss = loss + temporal_weight * temporal
     if c.lpips_weight > 0:
         if lpips_params is None:
             raise ValueError("lpips_weight > 0 needs lpips_params (losses.load_lpips_params())")

@@ -174,14 +174,21 @@ def make_jitted_step(config, model: FrameTokenizer, tx, mesh,
         x = frames_to_model_input(batch["frames"])
         first = batch.get("references")
         first = None if first is None else frames_to_model_input(first)
-        recon, aux = model.apply(params, x, first if model.reference_conditioning else None)
+        reference = first if model.reference_conditioning else None
+        recon, aux = model.apply(params, x, reference)
+        if "previous" in batch:  # the temporal-stability loss's target: latents held fixed
+            previous = frames_to_model_input(batch["previous"])
+            z_prev, _ = model.apply(params, previous, reference, method=FrameTokenizer.encode)
+            aux = {**aux, "previous": previous,
+                   "previous_latents": jax.lax.stop_gradient(z_prev)}
         return x, first, recon, aux
 
     def loss_fn(params, batch, rng):
         del rng  # the tokenizer's loss is deterministic
         x, first, recon, aux = reconstruct(params, batch)
         return tokenizer_loss(recon, x, aux["latents"], aux["codes"], config.loss,
-                              batch["lpips_params"], first)
+                              batch["lpips_params"], first, aux.get("previous"),
+                              aux.get("previous_latents"))
 
     base_step = make_train_step(loss_fn, tx)
     gan_step = make_adversarial_step(config, reconstruct, tx) if adversarial_enabled(config) \
@@ -226,11 +233,14 @@ def make_adversarial_step(config, reconstruct, tx):
     def step(state: EmaTrainState, batch):
         def forward(params):
             x, first, recon, aux = reconstruct(params, batch)
-            return (recon, aux["latents"], aux["codes"]), (x, first)
+            return (recon, aux["latents"], aux["codes"]), (x, first, aux.get("previous"),
+                                                           aux.get("previous_latents"))
 
-        (recon, z, q), vjp_fn, (x, first) = jax.vjp(forward, state.params, has_aux=True)
+        (recon, z, q), vjp_fn, (x, first, prev, z_prev) = jax.vjp(forward, state.params,
+                                                                  has_aux=True)
         (rec_loss, metrics), rec_grads = jax.value_and_grad(
-            lambda r, z, q: tokenizer_loss(r, x, z, q, config.loss, batch["lpips_params"], first),
+            lambda r, z, q: tokenizer_loss(r, x, z, q, config.loss, batch["lpips_params"], first,
+                                           prev, z_prev),
             argnums=(0, 1, 2), has_aux=True)(recon, z, q)
         g_adv, adv_grad = jax.value_and_grad(
             lambda r: adversarial.generator_hinge_loss(disc.apply(state.disc_params, r)))(recon)
@@ -271,26 +281,32 @@ _CHANNEL_ORDERS = np.array([[0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0
 
 
 def permute_colours(frames: np.ndarray, references: np.ndarray | None, fraction: float,
-                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+                    rng: np.random.Generator, previous: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, ...]:
     """Reorders the RGB channels of about `fraction` of the frames, each by one of the five
-    non-identity orders, drawn from `rng`; a frame's episode-first reference gets the same order
-    (the motion mask compares the two).
+    non-identity orders, drawn from `rng`; a frame's episode-first reference and, when given, its
+    previous frame get the same order (the motion masks compare them): (frames, references) or,
+    with `previous`, (frames, references, previous).
 
     The `tiny` data shows the tokenizer four in-domain scenes; its out-of-domain split holds
     objects it never saw. Frames whose colours are swapped teach codes that do not depend on the
     few colours of the training scenes (uint8 [B, H, W, 3] in, same out)."""
+    extra = () if previous is None else (previous,)
     if fraction <= 0.0:
-        return frames, references
+        return (frames, references, *extra)
     swap = rng.random(len(frames)) < fraction
     orders = np.where(swap[:, None], _CHANNEL_ORDERS[rng.integers(0, 5, len(frames))],
                       np.arange(3)[None])
-    take = lambda x: np.take_along_axis(x, orders[:, None, None, :], axis=-1)  # noqa: E731
-    return take(frames), None if references is None else take(references)
+    take = lambda x: None if x is None else np.take_along_axis(  # noqa: E731
+        x, orders[:, None, None, :], axis=-1)
+    return (take(frames), take(references), *map(take, extra))
 
 
-def make_batch_fn(config, source: FrameSource, *, references: bool = False):
+def make_batch_fn(config, source: FrameSource, *, references: bool = False,
+                  previous: bool = False):
     """batch_fn(step) -> uint8 [B, H, W, 3]: train frames drawn from a generator seeded by step;
-    with `references`, {"frames", "references"}: also each frame's episode-first frame.
+    with `references` or `previous`, a dict {"frames", and "references": each frame's
+    episode-first frame, "previous": each frame's predecessor}.
     `input.colour_permute_fraction` of them have their RGB channels reordered
     (`permute_colours`)."""
     train_indices = source.split_indices("train")
@@ -301,10 +317,16 @@ def make_batch_fn(config, source: FrameSource, *, references: bool = False):
         indices = np.sort(rng.choice(train_indices, config.input.batch_size))
         frames = source.get_batch(indices)
         firsts = source.get_references(indices) if references else None
-        frames, firsts = permute_colours(frames, firsts, fraction, rng)
+        before = source.get_previous(indices) if previous else None
+        frames, firsts, *before = permute_colours(frames, firsts, fraction, rng, before)
+        if not (references or previous):
+            return frames
+        batch = {"frames": frames}
         if references:
-            return {"frames": frames, "references": firsts}
-        return frames
+            batch["references"] = firsts
+        if previous:
+            batch["previous"] = before[0]
+        return batch
 
     return batch_fn
 
@@ -317,6 +339,12 @@ def held_out_frames(source: FrameSource, num_frames: int) -> np.ndarray:
 def held_out_references(source: FrameSource, num_frames: int) -> np.ndarray:
     """The episode-first frames of `held_out_frames`."""
     return source.get_references(source.split_indices("held_out")[:num_frames])
+
+
+def temporal_enabled(config) -> bool:
+    """Whether the tokenizer config turns the temporal-stability loss on (`loss.temporal_weight`
+    > 0): training then also reads each frame's previous frame."""
+    return float(config.loss.get("temporal_weight", 0.0)) > 0.0
 
 
 def needs_first_frames(config, model: FrameTokenizer) -> bool:
@@ -334,6 +362,11 @@ def check_reference_source(model: FrameTokenizer, source: FrameSource, config=No
         raise ValueError("the tokenizer reads each frame's episode-first frame "
                          "(model.reference_conditioning or loss.moving_weight) but its frame "
                          "source has no episode boundaries: build it with episode lengths "
+                         "(tokenizer.frames.SplitFrameSource)")
+    if config is not None and temporal_enabled(config) and not getattr(
+            source, "has_references", False):
+        raise ValueError("loss.temporal_weight > 0 reads each frame's previous frame, but the "
+                         "frame source has no episode boundaries: build it with episode lengths "
                          "(tokenizer.frames.SplitFrameSource)")
 
 
@@ -374,7 +407,8 @@ def train_and_evaluate(config, workdir: str, frames_source: FrameSource, *,
         return metrics
 
     batch_fn = make_batch_fn(config, frames_source,
-                             references=needs_first_frames(config, model))
+                             references=needs_first_frames(config, model),
+                             previous=temporal_enabled(config))
     state = train_loop(state, make_step(config, model, tx, mesh, lpips_params, state_sharding),
                        lambda step: sharding.global_batch(batch_fn(step), mesh), workdir=workdir,
                        num_steps=config.num_steps, log_every_steps=config.log_every_steps,
