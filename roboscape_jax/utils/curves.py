@@ -11,7 +11,7 @@ write theirs at the end of a run, so a finished run can be looked at without Ten
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -19,9 +19,11 @@ from roboscape_jax.utils.files import atomic_path
 from roboscape_jax.utils.metrics import read_jsonl
 
 TOKENIZER_PANELS = ("loss", "l1", "lpips", "psnr", "ssim", "code_usage",
-                    "adversarial_generator", "discriminator_loss")
+                    "adversarial_generator", "discriminator_loss", "static_flip_rate")
 WORLD_MODEL_PANELS = ("loss", "visual_loss", "token_accuracy", "changed_token_accuracy",
                       "done_rmse", "done_auroc")
+# A baseline drawn into a panel: token accuracy means little without copying's beside it
+WORLD_MODEL_BASELINES = {"token_accuracy": ("copy_accuracy", "copying")}
 
 
 def curve_series(rows: Sequence[dict], name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -46,10 +48,14 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def write_training_curves(metrics_path: str, out_path: str, panels: Sequence[str], *,
-                          title: str = "", smooth_window: int = 5) -> list[str]:
+                          title: str = "", smooth_window: int = 5,
+                          baselines: Mapping[str, tuple[str, str]] | None = None) -> list[str]:
     """Writes `out_path` (PNG) with one panel per name in `panels` that the run logged; returns
-    the names plotted (none: no file written)."""
+    the names plotted (none: no file written). `baselines`: panel -> (metric, label) of a
+    baseline drawn into that panel as a dashed line (its held-out values, else its training
+    values, smoothed)."""
     rows = read_jsonl(metrics_path)
+    baselines = baselines or {}
     series = {name: s for name in panels if (s := curve_series(rows, name))}
     if not series:
         return []
@@ -69,11 +75,16 @@ def write_training_curves(metrics_path: str, out_path: str, panels: Sequence[str
         if "held_out" in s:
             steps, values = s["held_out"]
             ax.plot(steps, values, "o-", color="tab:orange", ms=3, lw=1.0, label="held out")
+        if name in baselines and (b := curve_series(rows, baselines[name][0])):
+            steps, values = b.get("held_out", b.get("train"))
+            values = values if "held_out" in b else smooth(values, smooth_window)
+            ax.plot(steps, values, "--", color="tab:gray", lw=1.0, label=baselines[name][1])
+            s = {**s, "baseline": (steps, values)}
         late = np.concatenate([v[st >= 0.05 * st.max()] for st, v in s.values()])
         if late.size and np.ptp(late) > 0:  # the first 5% of steps would flatten the rest
             pad = 0.05 * np.ptp(late)
             ax.set_ylim(late.min() - pad, late.max() + pad)
-        if len(s) == 2:
+        if len(s) >= 2:
             ax.legend(fontsize=7)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("step", fontsize=8)

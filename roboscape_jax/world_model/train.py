@@ -25,7 +25,11 @@ from roboscape_jax.tokenizer.train import check_resume_compatible, make_optimize
 from roboscape_jax.types import PyTree
 from roboscape_jax.utils import sharding
 from roboscape_jax.utils.checkpoint import Checkpointer
-from roboscape_jax.utils.curves import WORLD_MODEL_PANELS, write_training_curves
+from roboscape_jax.utils.curves import (
+    WORLD_MODEL_BASELINES,
+    WORLD_MODEL_PANELS,
+    write_training_curves,
+)
 from roboscape_jax.utils.files import write_json
 from roboscape_jax.utils.training import TrainState, create_train_state, make_train_step, train_loop
 from roboscape_jax.world_model import data, losses
@@ -226,7 +230,8 @@ def train_and_evaluate(config, workdir: str, episodes: Mapping[str, Sequence[dat
         write_json(os.path.join(workdir, "eval", "metrics.json"), metrics)
         write_training_curves(os.path.join(sharding.process_dir(workdir), "metrics.jsonl"),
                               os.path.join(workdir, "curves.png"), WORLD_MODEL_PANELS,
-                              title=f"{m.control} world model ({config.variant})")
+                              title=f"{m.control} world model ({config.variant})",
+                              baselines=WORLD_MODEL_BASELINES)
     return state
 
 

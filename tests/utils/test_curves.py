@@ -45,3 +45,27 @@ def test_png_has_one_panel_per_logged_metric(tmp_path):
     assert curves.write_training_curves(str(tmp_path / "missing.jsonl"),
                                         str(tmp_path / "none.png"), ("loss",)) == []
     assert not os.path.exists(tmp_path / "none.png")
+
+
+def test_baseline_is_drawn_into_its_panel_only_when_asked(tmp_path, monkeypatch):
+    metrics = str(tmp_path / "metrics.jsonl")
+    _write_rows(metrics, [{"step": s, "token_accuracy": 0.5} for s in range(1, 30)]
+                + [{"step": s, "eval/copy_accuracy": 0.9} for s in (10, 20)])
+    import matplotlib.axes
+
+    drawn = []
+    original = matplotlib.axes.Axes.plot
+
+    def spy(self, *args, **kwargs):
+        drawn.append(kwargs.get("label"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
+    out = str(tmp_path / "curves.png")
+    plotted = curves.write_training_curves(metrics, out, ("token_accuracy",),
+                                           baselines=curves.WORLD_MODEL_BASELINES)
+    assert plotted == ["token_accuracy"]
+    assert "copying" in drawn
+    drawn.clear()
+    curves.write_training_curves(metrics, out, ("token_accuracy",))
+    assert "copying" not in drawn
