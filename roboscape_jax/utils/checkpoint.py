@@ -8,6 +8,7 @@ previous step intact and `latest_step` never sees a partial one.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -72,12 +73,28 @@ class Checkpointer:
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no finished checkpoint under {self.directory}")
+        try:
+            restored = self._restore(step, template)
+        except ValueError as err:
+            # A checkpoint written before the state gained a field that is None (no leaves) in
+            # `template` (e.g. the tokenizer's discriminator, off): restore the fields it has.
+            absent = _none_fields(template)
+            if not absent:
+                raise
+            fields = {f: getattr(template, f) for f in _field_names(template) if f not in absent}
+            try:
+                restored = self._restore(step, fields)
+            except ValueError:
+                raise err from None
+            return template.replace(**restored.state), dict(restored.meta or {})
+        return restored.state, dict(restored.meta or {})
+
+    def _restore(self, step: int, template: PyTree):
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
         args = ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
         )
-        restored = self._manager.restore(step, args=args)
-        return restored.state, dict(restored.meta or {})
+        return self._manager.restore(step, args=args)
 
     def close(self) -> None:
         self._manager.wait_until_finished()
@@ -88,3 +105,13 @@ class Checkpointer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _field_names(tree: PyTree) -> list[str]:
+    """The field names of a dataclass state (flax.struct), else none."""
+    return [f.name for f in dataclasses.fields(tree)] if dataclasses.is_dataclass(tree) else []
+
+
+def _none_fields(tree: PyTree) -> set[str]:
+    """The fields of a dataclass state that are None."""
+    return {f for f in _field_names(tree) if getattr(tree, f) is None}

@@ -48,3 +48,32 @@ def test_restore_without_checkpoint_names_the_folder(tmp_path):
 def test_bad_interval_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="save_interval_steps"):
         Checkpointer(str(tmp_path), save_interval_steps=0)
+
+
+def test_a_checkpoint_from_before_a_none_field_existed_restores_into_the_new_state(tmp_path):
+    # The tokenizer's state gained disc_params / disc_opt_state (None when the adversarial loss
+    # is off); checkpoints written before must keep loading, while other mismatches still fail.
+    from flax import struct
+
+    @struct.dataclass
+    class Old:
+        step: jax.Array
+        params: dict
+
+    @struct.dataclass
+    class New:
+        step: jax.Array
+        params: dict
+        extra: dict | None = None
+
+    old = Old(step=jnp.array(7), params={"w": jnp.arange(3.0)})
+    with Checkpointer(str(tmp_path / "ckpt")) as ckpt:
+        ckpt.save(7, old, {"note": "old"})
+        template = New(step=jnp.array(0), params={"w": jnp.zeros(3)})
+        restored, meta = ckpt.restore(template)
+        assert isinstance(restored, New) and restored.extra is None
+        assert int(restored.step) == 7 and meta == {"note": "old"}
+        np.testing.assert_array_equal(restored.params["w"], [0.0, 1.0, 2.0])
+        with pytest.raises(ValueError):  # a field the checkpoint lacks that is not None
+            ckpt.restore(New(step=jnp.array(0), params={"w": jnp.zeros(3)},
+                             extra={"v": jnp.zeros(2)}))
