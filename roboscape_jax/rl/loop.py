@@ -86,7 +86,8 @@ def train_in_chunks(config: PPOConfig | Mapping[str, Any], env: Any, env_params:
     done = ckpt.latest_step() or 0
     if done:
         runner = _placed_like(runner, ckpt.restore(runner)[0])
-        print(f"{desc}: resumed after update {done}", flush=True)
+        print(f"{desc}: resumed after update {done} of {total}"
+              + (" (finished: nothing to train)" if done >= total else ""), flush=True)
     writer = MetricWriter(workdir, resume_step=done if done else None)
     progress = Progress(total, desc, start=done, every_s=progress_every_s, unit="updates")
     timed_s, timed_updates, last, first_chunk = 0.0, 0, {}, True
