@@ -86,7 +86,7 @@ class Checkpointer:
                 restored = self._restore(step, fields)
             except ValueError:
                 raise err from None
-            return template.replace(**restored.state), dict(restored.meta or {})
+            return dataclasses.replace(template, **restored.state), dict(restored.meta or {})
         return restored.state, dict(restored.meta or {})
 
     def _restore(self, step: int, template: PyTree):
