@@ -26,8 +26,10 @@ Token grid and vocabulary (see the module docstring of roboscape_jax/tokenizer/m
          (0.0986 -> 0.0911) but raised in-domain LPIPS 13% and lowered PSNR on both splits
          (2026-12-03, batch 32, README Performance); at batch 8 x 3200 a quarter of the frames
          gave out-of-domain LPIPS 0.0764 vs 0.0858 but PSNR 23.91 vs 24.14 dB and in-domain
-         0.0581 vs 0.0518 (2026-12-06), so it is off too: no world model has been trained on
-         its codes. The adversarial loss (`loss.adversarial_weight`, VQGAN's adaptive weight) at
+         0.0581 vs 0.0518 (2026-12-06), so it is off too: the action model on its codes got
+         9.9% of the changes right at or above copying (7.2% on the default's) but its 8-step
+         rollouts stayed 4.4% worse than the tokenized copy out of domain (5.3%). The
+         adversarial loss (`loss.adversarial_weight`, VQGAN's adaptive weight) at
          0.1 from step 800 changed nothing (out-of-domain LPIPS 0.0852; a fixed 0.1 wrecked
          training): off. The temporal-stability loss (`loss.temporal_weight` = 1: tokens whose 8x8
          patch did not move keep their previous code's signs) left reconstruction as it was
