@@ -280,26 +280,33 @@ def make_adversarial_step(config, reconstruct, tx):
 _CHANNEL_ORDERS = np.array([[0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]])
 
 
+def colour_orders(num: int, fraction: float, rng: np.random.Generator) -> np.ndarray | None:
+    """int [num, 3] channel orders: about `fraction` of them one of the five non-identity orders,
+    drawn from `rng`, the rest RGB itself; None when `fraction` <= 0 (nothing drawn)."""
+    if fraction <= 0.0:
+        return None
+    swap = rng.random(num) < fraction
+    return np.where(swap[:, None], _CHANNEL_ORDERS[rng.integers(0, 5, num)], np.arange(3)[None])
+
+
+def reorder_channels(x: np.ndarray | None, orders: np.ndarray | None) -> np.ndarray | None:
+    """Each frame of x [B, H, W, 3] with its channels in `orders` [B, 3] (None: as it is)."""
+    if x is None or orders is None:
+        return x
+    return np.take_along_axis(x, orders[:, None, None, :], axis=-1)
+
+
 def permute_colours(frames: np.ndarray, references: np.ndarray | None, fraction: float,
-                    rng: np.random.Generator, previous: np.ndarray | None = None
-                    ) -> tuple[np.ndarray, ...]:
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
     """Reorders the RGB channels of about `fraction` of the frames, each by one of the five
-    non-identity orders, drawn from `rng`; a frame's episode-first reference and, when given, its
-    previous frame get the same order (the motion masks compare them): (frames, references) or,
-    with `previous`, (frames, references, previous).
+    non-identity orders, drawn from `rng`; a frame's episode-first reference gets the same order
+    (the motion mask compares the two).
 
     The `tiny` data shows the tokenizer four in-domain scenes; its out-of-domain split holds
     objects it never saw. Frames whose colours are swapped teach codes that do not depend on the
     few colours of the training scenes (uint8 [B, H, W, 3] in, same out)."""
-    extra = () if previous is None else (previous,)
-    if fraction <= 0.0:
-        return (frames, references, *extra)
-    swap = rng.random(len(frames)) < fraction
-    orders = np.where(swap[:, None], _CHANNEL_ORDERS[rng.integers(0, 5, len(frames))],
-                      np.arange(3)[None])
-    take = lambda x: None if x is None else np.take_along_axis(  # noqa: E731
-        x, orders[:, None, None, :], axis=-1)
-    return (take(frames), take(references), *map(take, extra))
+    orders = colour_orders(len(frames), fraction, rng)
+    return reorder_channels(frames, orders), reorder_channels(references, orders)
 
 
 def make_batch_fn(config, source: FrameSource, *, references: bool = False,
@@ -307,26 +314,21 @@ def make_batch_fn(config, source: FrameSource, *, references: bool = False,
     """batch_fn(step) -> uint8 [B, H, W, 3]: train frames drawn from a generator seeded by step;
     with `references` or `previous`, a dict {"frames", and "references": each frame's
     episode-first frame, "previous": each frame's predecessor}.
-    `input.colour_permute_fraction` of them have their RGB channels reordered
-    (`permute_colours`)."""
+    `input.colour_permute_fraction` of them have their RGB channels reordered, each frame's
+    companions the same way (`colour_orders`)."""
     train_indices = source.split_indices("train")
     fraction = float(config.input.get("colour_permute_fraction", 0.0))
 
     def batch_fn(step: int):
         rng = np.random.default_rng([config.seed, step])
         indices = np.sort(rng.choice(train_indices, config.input.batch_size))
-        frames = source.get_batch(indices)
-        firsts = source.get_references(indices) if references else None
-        before = source.get_previous(indices) if previous else None
-        frames, firsts, *before = permute_colours(frames, firsts, fraction, rng, before)
-        if not (references or previous):
-            return frames
-        batch = {"frames": frames}
+        orders = colour_orders(len(indices), fraction, rng)  # one order per frame, shared with
+        batch = {"frames": reorder_channels(source.get_batch(indices), orders)}  # its companions
         if references:
-            batch["references"] = firsts
+            batch["references"] = reorder_channels(source.get_references(indices), orders)
         if previous:
-            batch["previous"] = before[0]
-        return batch
+            batch["previous"] = reorder_channels(source.get_previous(indices), orders)
+        return batch if references or previous else batch["frames"]
 
     return batch_fn
 
@@ -356,17 +358,18 @@ def needs_first_frames(config, model: FrameTokenizer) -> bool:
 def check_reference_source(model: FrameTokenizer, source: FrameSource, config=None) -> None:
     """A reference-conditioned tokenizer (or a motion-weighted loss) needs a source that knows
     its episodes."""
+    if getattr(source, "has_references", False):
+        return
     needed = model.reference_conditioning if config is None else needs_first_frames(config,
                                                                                      model)
-    if needed and not getattr(source, "has_references", False):
-        raise ValueError("the tokenizer reads each frame's episode-first frame "
-                         "(model.reference_conditioning or loss.moving_weight) but its frame "
-                         "source has no episode boundaries: build it with episode lengths "
-                         "(tokenizer.frames.SplitFrameSource)")
-    if config is not None and temporal_enabled(config) and not getattr(
-            source, "has_references", False):
-        raise ValueError("loss.temporal_weight > 0 reads each frame's previous frame, but the "
-                         "frame source has no episode boundaries: build it with episode lengths "
+    reads = [what for what, on in (
+        ("each frame's episode-first frame (model.reference_conditioning or "
+         "loss.moving_weight)", needed),
+        ("each frame's previous frame (loss.temporal_weight > 0)",
+         config is not None and temporal_enabled(config))) if on]
+    if reads:
+        raise ValueError(f"the tokenizer reads {' and '.join(reads)} but its frame source has no "
+                         "episode boundaries: build it with episode lengths "
                          "(tokenizer.frames.SplitFrameSource)")
 
 
