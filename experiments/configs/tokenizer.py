@@ -91,7 +91,9 @@ def _common() -> ml_collections.ConfigDict:
     # lifted the action model's changed-token accuracy at equal overall accuracy (11.4% vs 7.2%
     # at or above copying, at 0.3) but made every decoded frame worse (tokenized copy's 8-step
     # LPIPS +4% / +6%; docs/performance_history.md), so 0.15 stays.
-    c.cache = ml_collections.ConfigDict(dict(hysteresis=0.15))
+    # generated_margins: also store the train split's margins of each frame's decoded image,
+    # which world models with `generated_margin_flag` train on (world_model.py).
+    c.cache = ml_collections.ConfigDict(dict(hysteresis=0.15, generated_margins=False))
     c.ema_decay = 0.99
     c.num_steps = 600
     c.log_every_steps = 20

@@ -38,7 +38,7 @@ def _common(control: str) -> ml_collections.ConfigDict:
         # the models read frame t-1's bit margins (model.py; the text model below does not);
         # generated frames get theirs by re-encoding their decoded image
         # (tokenize.generated_margins)
-        margin_inputs=True))
+        margin_inputs=True, generated_margin_flag=False))
     # Eq. (4): L = L_vis + done_weight * RMSE(done); 5 as in the authors' code. changed_weight
     # multiplies the cross-entropy of tokens that differ from the previous frame (1 = Eq. 2 as is;
     # 3 trades a little calibration for learning signal on the tokens that move).

@@ -90,5 +90,8 @@ def run_tokenize_dataset(config, out_dir: str) -> dict[str, Any]:
             os.path.join(out_dir, split),
             tokenizer_id=tok_train.model_fingerprint(config.tokenizer),
             hysteresis=config.tokenizer.cache.hysteresis,
+            # what world models with generated_margin_flag train on (the train split only)
+            with_generated_margins=(split == "train"
+                                    and config.tokenizer.cache.get("generated_margins", False)),
         )
     return counts

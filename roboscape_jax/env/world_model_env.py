@@ -53,6 +53,7 @@ from roboscape_jax.types import PRNGKey, PyTree
 from roboscape_jax.utils.config import dataclass_from_config
 from roboscape_jax.world_model.model import WorldModel, last_frame_outputs
 from roboscape_jax.world_model.sampling import (
+    generated_flags,
     initial_window,
     model_margins,
     predict_next_frame,
@@ -266,10 +267,13 @@ class WorldModelEnv:
         control = jnp.concatenate([state.actions, action[None]])[None]  # [1, C + 1, A]
         extra = {"copy_penalty": c.copy_penalty} if c.copy_penalty else {}
         window_margins = None if state.margins is None else state.margins[None]
+        window_generated = self._generated_context(state)
         tokens, done = predict_next_frame(params.model, self.model, state.tokens[None], control,
                                           key, num_steps=c.num_maskgit_steps,
                                           temperature=c.temperature, done_pass=c.done_pass,
-                                          margins=window_margins, **extra)  # [1, h, w], [1]
+                                          margins=window_margins,
+                                          margins_generated=window_generated,
+                                          **extra)  # [1, h, w], [1]
         # a reference-conditioned tokenizer decodes given the scene's first frame
         reference = reference_or_none(self.tokenizer,
                                       params.scenes.initial_frame[state.scene][None])
@@ -299,6 +303,14 @@ class WorldModelEnv:
         return (self._observation(frame[0], state, params), state, dense + sparse,
                 done[0] > c.tau_done, state.time >= c.max_steps, info)
 
+    def _generated_context(self, state: EnvState) -> jax.Array | None:
+        """bool [1, C]: the context frames this episode generated (the last `time` of them),
+        whose margins are their decoded image's; None for models that do not read it."""
+        if not self.model.config.generated_margin_flag:
+            return None
+        num_context = state.tokens.shape[0]
+        return (jnp.arange(num_context) >= num_context - state.time)[None]
+
     def _baseline_reward(self, tokens: jax.Array, frame: jax.Array, control: jax.Array,
                          state: EnvState, params: EnvParams) -> jax.Array:
         """[]: the fitted head on the new frame's features: the action model's pooled features
@@ -309,8 +321,10 @@ class WorldModelEnv:
             window = jnp.concatenate([state.tokens[None], tokens[:, None]], axis=1)
             margins = model_margins(self.model.config,
                                     None if state.margins is None else state.margins[None])
-            _, features = last_frame_outputs(self.model, params.model, window, control, None,
-                                             margins)
+            _, features = last_frame_outputs(
+                self.model, params.model, window, control, None, margins,
+                generated_flags(self.model.config, state.tokens[None],
+                                self._generated_context(state)))
         return params.reward_head.predict(features)[0]
 
     def step(self, key: PRNGKey, state: EnvState, action: jax.Array, params: EnvParams):

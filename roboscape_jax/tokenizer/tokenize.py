@@ -75,7 +75,8 @@ def _write_manifest(cache_dir: str, manifest: dict[str, Any]) -> None:
 
 def tokenize_episodes(model: FrameTokenizer, params: PyTree, episodes: EpisodeSource,
                       cache_dir: str, *, tokenizer_id: dict[str, Any],
-                      batch_size: int = 64, hysteresis: float = 0.0) -> dict[str, int]:
+                      batch_size: int = 64, hysteresis: float = 0.0,
+                      with_generated_margins: bool = False) -> dict[str, int]:
     """Writes `cache_dir/<id>.npz` (tokens int32 [T, h, w] and their bit margins float16
     [T, h, w, K], see `encode_padded`) for every episode not cached yet.
 
@@ -84,6 +85,9 @@ def tokenize_episodes(model: FrameTokenizer, params: PyTree, episodes: EpisodeSo
         written under another id (or another `hysteresis`) is refused.
       hysteresis: a bit keeps the previous frame's sign while its latent |z| < hysteresis
         (model.hysteresis_quantize): fewer noise flips for the world model to predict.
+      with_generated_margins: also store `generated_margins` float16 [T, h, w, K], each frame's
+        token margins for its DECODED frame (`generated_margins`), what a rollout computes for
+        the frames it generates: world models with `generated_margin_flag` train on both.
       When `episodes` also has `get_extras(id) -> dict of arrays` (actions, done, ...), those are
       stored beside the tokens, so the world model reads one file per episode.
     Returns: {"written": n, "skipped": m}.
@@ -91,7 +95,8 @@ def tokenize_episodes(model: FrameTokenizer, params: PyTree, episodes: EpisodeSo
     os.makedirs(cache_dir, exist_ok=True)
     if hysteresis < 0:
         raise ValueError(f"hysteresis must be >= 0, got {hysteresis}")
-    tokenizer_id = {**tokenizer_id, **({"hysteresis": hysteresis} if hysteresis else {})}
+    tokenizer_id = {**tokenizer_id, **({"hysteresis": hysteresis} if hysteresis else {}),
+                    **({"generated_margins": True} if with_generated_margins else {})}
     _write_manifest(cache_dir, {"tokenizer": tokenizer_id, "num_bits": model.num_bits,
                                 "num_factors": model.num_factors,
                                 "downsample_factor": model.downsample_factor})
@@ -105,6 +110,9 @@ def tokenize_episodes(model: FrameTokenizer, params: PyTree, episodes: EpisodeSo
         tokens, margins = encode_padded(model, params, frames, batch_size, hysteresis,
                                         with_margins=True)
         extras = episodes.get_extras(episode_id) if hasattr(episodes, "get_extras") else {}
+        if with_generated_margins:
+            extras["generated_margins"] = decoded_margins_padded(model, params, tokens,
+                                                                 frames[0], batch_size)
         tmp = path[:-len(".npz")] + ".tmp.npz"
         np.savez(tmp, tokens=tokens, margins=margins, first_frame=np.asarray(frames[0], np.uint8),
                  **extras)
@@ -140,6 +148,20 @@ def encode_padded(model: FrameTokenizer, params: PyTree, frames: np.ndarray,
     return tokens, np.asarray(margins)[:num_frames].astype(np.float16)
 
 
+def decoded_margins_padded(model: FrameTokenizer, params: PyTree, tokens: np.ndarray,
+                           first_frame: np.ndarray, batch_size: int) -> np.ndarray:
+    """float16 [T, h, w, K]: `generated_margins` of one episode's tokens [T, h, w] in batches of
+    exactly `batch_size` (the last padded); `first_frame` [H, W, 3] is the reference of a
+    reference-conditioned tokenizer."""
+    num_frames = len(tokens)
+    padded = np.concatenate([tokens, np.repeat(tokens[-1:], -num_frames % batch_size, axis=0)])
+    reference = (np.repeat(first_frame[None], batch_size, axis=0)
+                 if model.reference_conditioning else None)
+    out = [np.asarray(_generated_margins_jit(model, params, padded[i:i + batch_size], reference))
+           for i in range(0, len(padded), batch_size)]
+    return np.concatenate(out)[:num_frames].astype(np.float16)
+
+
 @jax.jit
 def _sticky_codes(latents: jax.Array, hysteresis: float) -> tuple[jax.Array, jax.Array]:
     """Code indices [T, h, w] of `hysteresis_quantize`d latents [T, h, w, K] and the bit margins
@@ -172,3 +194,6 @@ def generated_margins(model: FrameTokenizer, params: PyTree, tokens: jax.Array,
     of its own). Jit-able."""
     frames = api.to_uint8(api.decode(params, tokens, model=model, reference=reference))
     return frame_margins(model, params, frames, tokens, reference)
+
+
+_generated_margins_jit = jax.jit(generated_margins, static_argnums=0)

@@ -45,6 +45,10 @@ class Episode(NamedTuple):
     # uint8 [H, W, 3]: the episode's first real frame, what a reference-conditioned tokenizer
     # decodes the episode's tokens with (caches written before it was stored: None)
     first_frame: np.ndarray | None = None
+    # float16 [T_e, h, w, K]: the margins of frame t's tokens for their DECODED frame (decode,
+    # then encode): what a rollout computes for a frame it generated; read in training by
+    # models with `generated_margin_flag`.
+    generated_margins: np.ndarray | None = None
 
 
 def window_index(episodes: Sequence[Episode], num_frames: int, pad_start: bool = True,
@@ -75,6 +79,8 @@ def make_window(episode: Episode, start: int, num_frames: int, stride: int = 1) 
               "done": episode.done[clipped].astype(np.float32)}
     if episode.margins is not None:
         window["margins"] = episode.margins[clipped].astype(np.float32)
+    if episode.generated_margins is not None:
+        window["generated_margins"] = episode.generated_margins[clipped].astype(np.float32)
     if episode.text is not None:
         window["text"] = episode.text.astype(np.float32)
         window["text_mask"] = episode.text_mask.astype(bool)
@@ -83,8 +89,7 @@ def make_window(episode: Episode, start: int, num_frames: int, stride: int = 1) 
 
 def collate(windows: Sequence[Batch], control: str) -> Batch:
     keys = ("tokens", "actions", "done") + (("text", "text_mask") if control == "text" else ())
-    if all("margins" in w for w in windows):
-        keys += ("margins",)
+    keys += tuple(k for k in ("margins", "generated_margins") if all(k in w for w in windows))
     return {k: np.stack([w[k] for w in windows]) for k in keys}
 
 
@@ -136,6 +141,8 @@ def plan_episodes(episodes: Sequence[Episode], num_keyframes: int,
                 tokens=ep.tokens[frames], done=ep.done[frames],
                 actions=np.zeros((len(frames), ep.actions.shape[-1]), np.float32),
                 margins=None if ep.margins is None else ep.margins[frames],
+                generated_margins=(None if ep.generated_margins is None
+                                   else ep.generated_margins[frames]),
                 reward=None if ep.reward is None else ep.reward[frames]))
     if not plans:
         raise ValueError(f"no episode of {len(episodes)} has the {num_keyframes + 1} frames a "
@@ -143,14 +150,19 @@ def plan_episodes(episodes: Sequence[Episode], num_keyframes: int,
     return plans
 
 
-def require_margins(episodes: Sequence[Episode]) -> None:
+def require_margins(episodes: Sequence[Episode], generated: bool = False) -> None:
     """Raises ValueError naming the episodes without bit margins, which a model with
-    `margin_inputs` reads (token caches written before margins existed lack them)."""
-    lacking = [ep.episode_id for ep in episodes if ep.margins is None]
+    `margin_inputs` reads (token caches written before margins existed lack them), or with
+    `generated`, without the decoded frames' margins a `generated_margin_flag` model trains on."""
+    field = "generated_margins" if generated else "margins"
+    lacking = [ep.episode_id for ep in episodes if getattr(ep, field) is None]
     if lacking:
-        raise ValueError(f"{len(lacking)} token-cache episodes (e.g. {lacking[0]}) have no bit "
-                         "margins, which this model reads (margin_inputs): re-run "
-                         "tokenize_dataset into a new cache folder")
+        what = ("the decoded frames' bit margins (generated_margins), which this model trains on "
+                "(generated_margin_flag): re-run tokenize_dataset with "
+                "tokenizer.cache.generated_margins=True" if generated else
+                "bit margins, which this model reads (margin_inputs): re-run tokenize_dataset")
+        raise ValueError(f"{len(lacking)} token-cache episodes (e.g. {lacking[0]}) have no "
+                         f"{what} into a new cache folder")
 
 
 def split_held_out(episodes: Sequence[Episode], fraction: float) -> tuple[list, list]:
@@ -163,8 +175,8 @@ def split_held_out(episodes: Sequence[Episode], fraction: float) -> tuple[list, 
 
 def load_token_cache(cache_dir: str) -> list[Episode]:
     """Episodes of `cache_dir/*.npz` (sorted by id), each with tokens, actions and done (and
-    optionally text, text_mask, task_id, reward, margins). Raises FileNotFoundError / ValueError
-    naming what is missing."""
+    optionally text, text_mask, task_id, reward, margins, first_frame, generated_margins).
+    Raises FileNotFoundError / ValueError naming what is missing."""
     paths = sorted(p for p in glob.glob(os.path.join(cache_dir, "*.npz"))
                    if not p.endswith(".tmp.npz"))
     if not paths:
@@ -182,9 +194,11 @@ def load_token_cache(cache_dir: str) -> list[Episode]:
             reward = data["reward"].astype(np.float32) if "reward" in data.files else None
             margins = data["margins"] if "margins" in data.files else None
             first = data["first_frame"] if "first_frame" in data.files else None
+            generated = (data["generated_margins"] if "generated_margins" in data.files
+                         else None)
             episodes.append(Episode(data["tokens"], data["actions"], data["done"], text, mask,
                                     os.path.basename(path)[:-len(".npz")], task, reward,
-                                    margins, first))
+                                    margins, first, generated))
     return episodes
 
 

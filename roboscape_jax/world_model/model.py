@@ -77,6 +77,14 @@ class WorldModelConfig:
     # pattern that flips it. Most code changes flip the bit nearest its threshold, which the
     # codes alone do not carry. Callers then pass `margins` [B, T, h, w, num_bits].
     margin_inputs: bool = False
+    # With `margin_inputs`: also read, per frame, whether its margins are those of a DECODED frame
+    # (`data.Episode.generated_margins`, what rollouts compute for the frames they generate)
+    # rather than of the real frame's encoder latent. Decode-then-encode disagrees with the
+    # codes in 41% of tokens where the real latent does in 28% (`tiny`), and a model trained on
+    # real margins alone reads the difference as motion: open-loop, it changed 9% of the tokens
+    # at its second step, at a copy penalty that changes 0.7% at the first. Training draws
+    # how many of the most recent context frames carry generated margins (train.py).
+    generated_margin_flag: bool = False
     # Env steps between consecutive frames of a window. The action model predicts one env step
     # (1); the text model, whose only use is the goal frame of its golden trajectory, may predict
     # a coarse plan: at stride 8 it reaches an episode's end in about 8 frames instead of 64,
@@ -106,6 +114,9 @@ class WorldModelConfig:
             raise ValueError(f"plan_frames must be >= 0, and 0 unless control='text' with "
                              f"frame_stride 1, got {self.plan_frames} for control="
                              f"{self.control!r}, frame_stride {self.frame_stride}")
+        if self.generated_margin_flag and not self.margin_inputs:
+            raise ValueError("generated_margin_flag needs margin_inputs=True (it says where the "
+                             "margins come from)")
         if self.width % self.num_heads:
             raise ValueError(f"width {self.width} is not divisible by {self.num_heads} heads")
         for name in ("action_mean", "action_std"):
@@ -250,13 +261,19 @@ class WorldModel(nn.Module):
         at the flipping threshold."""
         return jnp.concatenate([margins, jnp.exp(-jnp.square(margins / 0.2))], axis=-1)
 
-    def _flip_prior(self, x: jax.Array, margins: jax.Array, first: jax.Array) -> jax.Array:
+    def _flip_prior(self, x: jax.Array, margins: jax.Array, first: jax.Array,
+                    generated: jax.Array | None = None) -> jax.Array:
         """[B, T, K, F, V_f] change-logit prior: sum over the bits that change pattern j flips of
-        a per-bit flip logit (a shared MLP of the bit's previous margin plus a linear read of x);
-        zero where `first` [T] (frame 0)."""
+        a per-bit flip logit (a shared MLP of the bit's previous margin, and of whether that
+        margin is a decoded frame's (`generated` [B, T, 1, 1]), plus a linear read of x); zero
+        where `first` [T] (frame 0)."""
         c = self.config
         bits_f = c.num_bits // c.num_factors
-        h = nn.gelu(Dense(16, name="flip_hidden")(margins[..., None]))
+        inputs = margins[..., None]
+        if generated is not None:
+            inputs = jnp.concatenate([inputs, jnp.broadcast_to(generated[..., None],
+                                                               inputs.shape)], axis=-1)
+        h = nn.gelu(Dense(16, name="flip_hidden")(inputs))
         flip = Dense(1, name="flip_out")(h)[..., 0]  # [B, T, K, bits]
         flip = flip + Dense(c.num_bits, name="flip_from_x")(x).astype(jnp.float32)
         flip = flip.reshape(*flip.shape[:-1], c.num_factors, bits_f)
@@ -293,10 +310,13 @@ class WorldModel(nn.Module):
     @nn.compact
     def __call__(self, tokens: jax.Array, control: jax.Array, control_mask: jax.Array | None = None,
                  token_mask: jax.Array | None = None, margins: jax.Array | None = None, *,
-                 memory: tuple[jax.Array, ...] | None = None, context_only: bool = False):
+                 memory: tuple[jax.Array, ...] | None = None, context_only: bool = False,
+                 margins_generated: jax.Array | None = None):
         """tokens int [B, T, h, w]; control [B, T, A] or [B, L, E] (+ control_mask [B, L]);
         token_mask bool [B, T, h, w], True where a token is hidden from the model; margins
-        float [B, T, h, w, num_bits] (models with `margin_inputs`; the last frame's are unused).
+        float [B, T, h, w, num_bits] (models with `margin_inputs`; the last frame's are unused);
+        margins_generated bool [B, T] (models with `generated_margin_flag`; None: all real),
+        True where a frame's margins are those of its decoded image.
 
         Two modes for sampling, where MaskGIT's passes over one window share its context:
         `context_only=True` returns the transformer's memory of these frames (`STTransformer`;
@@ -329,6 +349,16 @@ class WorldModel(nn.Module):
             previous_margins = self._previous_margins(margins)[:, frames]
             embedded = embedded + Dense(c.width, name="margin_embedding")(
                 self._margin_features(previous_margins))
+        previous_generated = None
+        if c.generated_margin_flag:
+            if margins_generated is None:
+                margins_generated = jnp.zeros((b, t), bool)
+            chex.assert_shape(margins_generated, (b, t))
+            previous_generated = _previous_frame(
+                margins_generated.astype(jnp.float32))[:, frames, None, None]  # [B, T', 1, 1]
+            flag = self.param("generated_margin_embedding", nn.initializers.normal(0.02),
+                              (c.width,))
+            embedded = embedded + previous_generated * flag
         x, hidden = STTransformer(c.num_frames, c.grid_height * c.grid_width, c.depth,
                                   c.num_heads, c.mlp_ratio, c.remat, jnp.dtype(c.dtype))(
             embedded, ctrl, ctrl_mask, memory)  # [B, T', K, D]
@@ -340,7 +370,7 @@ class WorldModel(nn.Module):
         logits = DenseGeneral((c.num_factors, c.vocab_per_factor), name="logits")(x)
         logits = logits.astype(jnp.float32)
         if c.margin_inputs and c.predict_change:
-            logits = logits + self._flip_prior(x, previous_margins, first)
+            logits = logits + self._flip_prior(x, previous_margins, first, previous_generated)
         if c.predict_change:
             logits = self._change_to_code_logits(logits, previous)
         if c.copy_bias_init:
@@ -367,11 +397,13 @@ def create_model(model_config, action_stats: Mapping[str, Any] | None = None) ->
 
 def last_frame_outputs(model: WorldModel, params: PyTree, tokens: jax.Array, control: jax.Array,
                        control_mask: jax.Array | None = None,
-                       margins: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+                       margins: jax.Array | None = None,
+                       margins_generated: jax.Array | None = None
+                       ) -> tuple[jax.Array, jax.Array]:
     """The done probability [B] and pooled hidden features [B, D] (what the done head reads, and
     the embedding reward baseline's input) of the LAST frame of each window [B, T, h, w]."""
     out, state = model.apply(params, tokens, control, control_mask, None, margins,
-                             mutable=["intermediates"])
+                             margins_generated=margins_generated, mutable=["intermediates"])
     (embedding,) = state["intermediates"]["frame_embedding"]
     return out.done[:, -1], embedding[:, -1]
 

@@ -46,6 +46,9 @@ class Window(NamedTuple):
     actions: jax.Array | None  # float32 [B, C, A], the action that led into each frame; None: text
     # float32 [B, C, h, w, K] bit margins of each frame (models with `margin_inputs`), else None
     margins: jax.Array | None = None
+    # bool [B, C]: whose margins are those of a decoded (generated) frame; read by models with
+    # `generated_margin_flag` (None: every frame real). Rollouts set it for what they generate.
+    generated: jax.Array | None = None
 
 
 class Rollout(NamedTuple):
@@ -85,7 +88,8 @@ def initial_window(first_tokens: jax.Array, model: WorldModel,
                              "margins [B, h, w, K] (tokenizer.tokenize.frame_margins)")
         chex.assert_shape(first_margins, (*first_tokens.shape, c.num_bits))
         margins = jnp.repeat(first_margins[:, None].astype(jnp.float32), c.num_frames - 1, axis=1)
-    return Window(tokens, actions, margins)
+    generated = (jnp.zeros(tokens.shape[:2], bool) if c.generated_margin_flag else None)
+    return Window(tokens, actions, margins, generated)
 
 
 def model_margins(config: WorldModelConfig, window_margins: jax.Array | None):
@@ -97,6 +101,29 @@ def model_margins(config: WorldModelConfig, window_margins: jax.Array | None):
         raise ValueError("this world model reads bit margins (margin_inputs=True): pass the "
                          "context frames' margins [B, C, h, w, K]")
     return jnp.concatenate([window_margins, jnp.zeros_like(window_margins[:, :1])], axis=1)
+
+
+def generated_flags(config: WorldModelConfig, window_tokens: jax.Array,
+                    window_generated: jax.Array | None, with_next: bool = True):
+    """The model's `margins_generated` input [B, C (+ 1 with `with_next`)] for a window whose
+    frames' margins are flagged `window_generated` [B, C] (None: all real), or None for models
+    without `generated_margin_flag`."""
+    if not config.generated_margin_flag:
+        return None
+    b, num_context = window_tokens.shape[:2]
+    if window_generated is None:
+        window_generated = jnp.zeros((b, num_context), bool)
+    chex.assert_shape(window_generated, (b, num_context))
+    if with_next:
+        return jnp.concatenate([window_generated, jnp.zeros((b, 1), bool)], axis=1)
+    return window_generated
+
+
+def pushed_generated(config: WorldModelConfig, window: Window) -> jax.Array | None:
+    """`window.generated` after a generated frame is pushed (None for models without
+    `generated_margin_flag`)."""
+    flags = generated_flags(config, window.tokens, window.generated, with_next=False)
+    return None if flags is None else push_frame(flags, jnp.ones(flags.shape[:1], bool))
 
 
 def _concrete(x) -> bool:
@@ -158,33 +185,40 @@ def copy_penalised(logits: jax.Array, previous: jax.Array, num_bits: int,
 
 def context_memory(params: PyTree, model: WorldModel, window_tokens: jax.Array,
                    control: jax.Array, control_mask: jax.Array | None,
-                   window_margins: jax.Array | None = None) -> tuple[jax.Array, ...]:
+                   window_margins: jax.Array | None = None,
+                   window_generated: jax.Array | None = None) -> tuple[jax.Array, ...]:
     """The transformer's memory of the C context frames (`WorldModel`'s `context_only` mode),
     which every MaskGIT pass over the frame after them reads. control: as for
     `predict_next_frame` (action model: [B, C + 1, A], of which the context's C are read)."""
     c = model.config
     context_control = control[:, :window_tokens.shape[1]] if c.control == "action" else control
     return model.apply(params, window_tokens, context_control, control_mask, None,
-                       window_margins if c.margin_inputs else None, context_only=True)
+                       window_margins if c.margin_inputs else None, context_only=True,
+                       margins_generated=generated_flags(c, window_tokens, window_generated,
+                                                         with_next=False))
 
 
 def _decode_frame(params: PyTree, model: WorldModel, window_tokens: jax.Array, control: jax.Array,
                   control_mask: jax.Array | None, key: PRNGKey, num_steps: int,
                   temperature: float, done_pass: bool, copy_penalty: float = 0.0,
-                  window_margins: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+                  window_margins: jax.Array | None = None,
+                  window_generated: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """The MaskGIT loop (module docstring), unrolled over the static `num_steps`."""
     c = model.config
     margins = model_margins(c, window_margins)
+    flags = generated_flags(c, window_tokens, window_generated)
     b, k = window_tokens.shape[0], c.grid_height * c.grid_width
     previous = window_tokens[:, -1].reshape(b, k)
     context_mask = jnp.zeros(window_tokens.shape, bool)
     tokens, masked = jnp.zeros((b, k), jnp.int32), jnp.ones((b, k), bool)
-    memory = context_memory(params, model, window_tokens, control, control_mask, window_margins)
+    memory = context_memory(params, model, window_tokens, control, control_mask, window_margins,
+                            window_generated)
     for step in range(num_steps):
         rng_sample, rng_noise = jax.random.split(jax.random.fold_in(key, step))
         window = jnp.concatenate([window_tokens, tokens.reshape(b, 1, *window_tokens.shape[2:])], 1)
         mask = jnp.concatenate([context_mask, masked.reshape(b, 1, *window_tokens.shape[2:])], 1)
-        out = model.apply(params, window, control, control_mask, mask, margins, memory=memory)
+        out = model.apply(params, window, control, control_mask, mask, margins, memory=memory,
+                          margins_generated=flags)
         logits = copy_penalised(out.logits[:, -1].reshape(b, k, c.num_factors, -1), previous,
                                 c.num_bits, copy_penalty)
         sub, log_p = _sample(logits, rng_sample, temperature)
@@ -200,7 +234,7 @@ def _decode_frame(params: PyTree, model: WorldModel, window_tokens: jax.Array, c
     if done_pass:
         window = jnp.concatenate([window_tokens, tokens[:, None]], axis=1)
         done = model.apply(params, window, control, control_mask, None, margins,
-                           memory=memory).done[:, -1]
+                           memory=memory, margins_generated=flags).done[:, -1]
     return tokens, done
 
 
@@ -210,8 +244,9 @@ _decode_frame_jit = jax.jit(_decode_frame, static_argnums=(1, 6, 7, 8, 9))
 def predict_next_frame(params: PyTree, model: WorldModel, window_tokens: jax.Array,
                        control: jax.Array, key: PRNGKey, *, control_mask: jax.Array | None = None,
                        num_steps: int = 2, temperature: float = 0.0, done_pass: bool = False,
-                       copy_penalty: float = 0.0,
-                       margins: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+                       copy_penalty: float = 0.0, margins: jax.Array | None = None,
+                       margins_generated: jax.Array | None = None
+                       ) -> tuple[jax.Array, jax.Array]:
     """The next frame's tokens int32 [B, h, w] and done probability [B].
 
     Args:
@@ -222,12 +257,14 @@ def predict_next_frame(params: PyTree, model: WorldModel, window_tokens: jax.Arr
       copy_penalty: subtracted from the logits of "no change" (see `copy_penalised`).
       margins: float [B, C, h, w, K], the context frames' bit margins (models with
         `margin_inputs` only).
+      margins_generated: bool [B, C], True where a context frame's margins are those of its
+        decoded image (models with `generated_margin_flag`; None: all real).
     Jit-able (also inside a caller's jit/scan); inputs are checked first (see `check_inputs`).
     """
     check_inputs(model.config, window_tokens, control, control_mask)
     return _decode_frame_jit(params, model, jnp.asarray(window_tokens, jnp.int32), control,
                              control_mask, key, num_steps, float(temperature), done_pass,
-                             float(copy_penalty), margins)
+                             float(copy_penalty), margins, margins_generated)
 
 
 def _step_control(model: WorldModel, window: Window, action: jax.Array | None, text: jax.Array):
@@ -268,13 +305,17 @@ def rollout(params: PyTree, model: WorldModel, window: Window, controls: jax.Arr
         control = _step_control(model, window, action, controls)
         tokens, done = _decode_frame(params, model, window.tokens, control, control_mask,
                                      jax.random.fold_in(key, index), num_steps, temperature, False,
-                                     copy_penalty, window.margins)
+                                     copy_penalty, window.margins, window.generated)
         actions = push_frame(window.actions, action) if is_action else None
         margins = None
         if model.config.margin_inputs:
             margins = push_frame(window.margins, margins_fn(tokens).astype(jnp.float32))
-        return Window(push_frame(window.tokens, tokens), actions, margins), (tokens, done)
+        return (Window(push_frame(window.tokens, tokens), actions, margins,
+                       pushed_generated(model.config, window)), (tokens, done))
 
+    # the carry keeps one structure: a window without flags starts with every frame real
+    window = window._replace(generated=generated_flags(model.config, window.tokens,
+                                                       window.generated, with_next=False))
     actions = jnp.swapaxes(controls, 0, 1) if is_action else None
     window, (tokens, done) = jax.lax.scan(step, window, (jnp.arange(horizon), actions),
                                           length=horizon)
@@ -323,7 +364,7 @@ def golden_trajectory(params: PyTree, model: WorldModel, first_tokens: jax.Array
         w = carry.window
         tokens, done = _decode_frame(params, model, w.tokens, text, text_mask,
                                      jax.random.fold_in(key, carry.index), num_steps,
-                                     temperature, False, copy_penalty, w.margins)
+                                     temperature, False, copy_penalty, w.margins, w.generated)
         g, index = carry.goal, carry.index + 1
         keep = g.reached  # scenes that already have their goal keep it
         goal = GoldenTrajectory(jnp.where(keep[:, None, None], g.goal_tokens, tokens),
@@ -332,7 +373,8 @@ def golden_trajectory(params: PyTree, model: WorldModel, first_tokens: jax.Array
         if w.margins is not None:
             margins = push_frame(w.margins, generated_margins(tokenizer, tokenizer_params, tokens,
                                                               reference))
-        return _GoldenCarry(index, Window(push_frame(w.tokens, tokens), None, margins), goal)
+        return _GoldenCarry(index, Window(push_frame(w.tokens, tokens), None, margins,
+                                          pushed_generated(model.config, w)), goal)
 
     stride = model.config.frame_stride
     num_frames = model.config.plan_frames or -(-horizon // stride)

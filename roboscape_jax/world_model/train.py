@@ -16,6 +16,7 @@ import json
 import os
 from typing import Any, Mapping, Sequence
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,7 +42,7 @@ EVAL_METRICS = ("token_accuracy", "changed_token_accuracy", "copy_accuracy", "ch
 ACTION_STATS_FILE = "action_stats.json"
 # Model-config fields added after checkpoints of them existed, with the value those checkpoints
 # were trained with: an older checkpoint lacking the field still loads.
-FIELDS_ADDED_LATER = {"frame_stride": 1, "plan_frames": 0}
+FIELDS_ADDED_LATER = {"frame_stride": 1, "plan_frames": 0, "generated_margin_flag": False}
 
 
 def action_statistics(episodes: Sequence[data.Episode], min_std: float = 1e-3) -> dict[str, list]:
@@ -88,17 +89,38 @@ def changed_weights(tokens: jax.Array, changed_weight: float) -> jax.Array:
     return jnp.where(changed, changed_weight, 1.0)
 
 
+def mix_generated_margins(rng: jax.Array, batch: Mapping[str, jax.Array]
+                          ) -> tuple[jax.Array, jax.Array]:
+    """(margins [B, T, h, w, K], margins_generated bool [B, T]): per window, the g most recent
+    context frames (g uniform in 0..T-1) take their decoded frame's margins, as a rollout's
+    window holds g generated frames after g steps (the last frame's margins are never read)."""
+    if "generated_margins" not in batch:
+        raise ValueError("a model with generated_margin_flag trains on the decoded frames' "
+                         "margins too: the token cache lacks 'generated_margins' (write it with "
+                         "tokenize_dataset's cache.generated_margins=True)")
+    real, decoded = batch["margins"], batch["generated_margins"]
+    chex.assert_equal_shape([real, decoded])
+    b, t = real.shape[:2]
+    count = jax.random.randint(rng, (b, 1), 0, t)  # generated context frames
+    generated = jnp.arange(t)[None] >= (t - 1 - count)
+    return jnp.where(generated[..., None, None, None], decoded, real), generated
+
+
 def make_loss_fn(config, model: WorldModel):
     """loss_fn(params, batch, rng) -> (Eq. 4 loss, metrics) with a fresh MaskGIT mask per step."""
     m, mk = config.model, config.masking
 
     def loss_fn(params: PyTree, batch: Mapping[str, jax.Array], rng: jax.Array):
         tokens = batch["tokens"]
+        margins, generated = batch.get("margins"), None
+        if m.get("generated_margin_flag", False):  # (others keep their masks' random stream)
+            rng, rng_margins = jax.random.split(rng)
+            margins, generated = mix_generated_margins(rng_margins, batch)
         mask = training_mask(rng, tokens.shape[0], m.num_frames, (m.grid_height, m.grid_width),
                              num_context_frames=mk.num_context_frames,
                              full_mask_prob=mk.full_mask_prob)
         out = model.apply(params, tokens, *control_inputs(batch, m.control), mask,
-                          batch.get("margins"))
+                          margins, margins_generated=generated)
         weights = changed_weights(tokens, config.loss.changed_weight)
         visual = losses.masked_token_cross_entropy(out.logits, tokens, mask, weights)
         done = losses.done_rmse(out.done, batch["done"])
@@ -190,6 +212,8 @@ def train_and_evaluate(config, workdir: str, episodes: Mapping[str, Sequence[dat
     m = config.model
     if m.get("margin_inputs", False):
         data.require_margins([ep for eps in episodes.values() for ep in eps])
+    if m.get("generated_margin_flag", False):
+        data.require_margins(episodes["train"], generated=True)
     if m.get("plan_frames", 0):
         fraction = config.input.get("plan_start_fraction", 0.0)
         episodes = {split: data.plan_episodes(eps, m.plan_frames, fraction)

@@ -298,3 +298,23 @@ def test_window_carries_bit_margins_of_the_first_and_generated_frames(env_and_pa
     expected = frame_margins(env.tokenizer, params.tokenizer, to_uint8(decoded),
                              state.tokens[-1:])[0]
     np.testing.assert_allclose(state.margins[-1], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_env_flags_the_context_frames_it_generated(tokenizer, env_and_params):
+    """With a `generated_margin_flag` action model the env tells it which context frames (the
+    last `time` of them) carry a decoded frame's margins."""
+    tok, tok_params = tokenizer
+    model, model_params = init_world_model("action", generated_margin_flag=True)
+    env = WorldModelEnv(tok, model, EnvConfig(max_steps=MAX_STEPS))
+    params = env.make_params(tok_params, model_params, env_and_params[1].lpips,
+                             random_scenes(jax.random.PRNGKey(3)))
+    _, state = env.reset_to(jnp.int32(0), params)
+    num_context = model.config.num_frames - 1
+    np.testing.assert_array_equal(env._generated_context(state), np.zeros((1, num_context), bool))
+    step = jax.jit(env.step_env)
+    _, state, reward, *_ = step(KEY, state, jnp.zeros(7), params)
+    expected = np.arange(num_context) >= num_context - 1
+    np.testing.assert_array_equal(env._generated_context(state)[0], expected)
+    assert np.isfinite(reward)
+    _, state, *_ = step(KEY, state, jnp.zeros(7), params)
+    np.testing.assert_array_equal(env._generated_context(state)[0], np.ones(num_context, bool))

@@ -19,6 +19,7 @@ from roboscape_jax.tokenizer.losses import load_lpips_params, tokenizer_loss
 from roboscape_jax.tokenizer.tokenize import (
     ArrayEpisodeSource,
     frame_margins,
+    generated_margins,
     load_tokens,
     tokenize_episodes,
 )
@@ -147,6 +148,19 @@ def test_token_cache_is_written_once_and_refuses_another_tokenizer(debug_run, tm
     assert sticky_margins.min() >= -0.5 - 1e-3 and (sticky_margins < 0).any()
     np.testing.assert_allclose(frame_margins(model, params, frames[5:], tokens), np.abs(latents),
                                rtol=1e-5, atol=1e-5)
+    # the decoded frames' margins, for generated_margin_flag world models: a cache of its own
+    with pytest.raises(ValueError, match="another tokenizer"):
+        tokenize_episodes(model, params, episodes, cache, tokenizer_id=tokenizer_id,
+                          with_generated_margins=True)
+    decoded_cache = str(tmp_path / "decoded")
+    tokenize_episodes(model, params, episodes, decoded_cache, tokenizer_id=tokenizer_id,
+                      batch_size=4, with_generated_margins=True)
+    with np.load(f"{decoded_cache}/ep_1.npz") as npz:
+        np.testing.assert_array_equal(npz["tokens"], tokens)
+        decoded = npz["generated_margins"]
+    assert decoded.shape == margins.shape and decoded.dtype == np.float16
+    np.testing.assert_allclose(decoded, generated_margins(model, params, tokens), rtol=1e-2,
+                               atol=1e-2)
 
 
 def test_launcher_debug_smoke_run(tmp_path):

@@ -172,3 +172,47 @@ def test_margin_model_needs_margins_and_rollout_pushes_generated_ones():
     out = sampling.rollout(params, model, window, steps, KEY, margins_fn=margins_fn)
     np.testing.assert_allclose(out.window.margins[:, -1], margins_fn(out.tokens[:, -1]))
     np.testing.assert_allclose(out.window.margins[:, -2], margins_fn(out.tokens[:, -2]))
+
+
+def test_rollout_flags_the_margins_of_the_frames_it_generates():
+    """A `generated_margin_flag` model's window says whose margins are a decoded frame's: none
+    at the start, each generated frame's from then on; a window without flags starts all real;
+    one greedy MaskGIT pass reads the flags as the full model does."""
+    from roboscape_jax.world_model.model import WorldModel, init_params
+
+    config = WorldModelConfig(control="action", num_bits=6, num_factors=2, grid_height=4,
+                              grid_width=2, num_frames=3, depth=1, width=16, num_heads=2,
+                              action_hidden=4, done_hidden=8, predict_change=True,
+                              margin_inputs=True, generated_margin_flag=True)
+    model = WorldModel(config)
+    params = init_params(model, jax.random.PRNGKey(3))
+    tokens, actions = _context(model)
+    margins = jax.random.normal(KEY, (*tokens.shape, 6))
+    window = sampling.initial_window(tokens[:, 0], model, margins[:, 0])
+    np.testing.assert_array_equal(window.generated, np.zeros((2, 2), bool))
+
+    def margins_fn(t):
+        return 0.5 * jnp.ones((*t.shape, 6))
+
+    one = sampling.rollout(params, model, window, jnp.zeros((2, 1, 7)), KEY, margins_fn=margins_fn)
+    np.testing.assert_array_equal(one.window.generated, [[False, True]] * 2)
+    three = sampling.rollout(params, model, window, jnp.zeros((2, 3, 7)), KEY,
+                             margins_fn=margins_fn)
+    np.testing.assert_array_equal(three.window.generated, np.ones((2, 2), bool))
+    unflagged = sampling.rollout(params, model, window._replace(generated=None),
+                                 jnp.zeros((2, 3, 7)), KEY, margins_fn=margins_fn)
+    np.testing.assert_array_equal(unflagged.tokens, three.tokens)
+    flags = jnp.ones((2, 2), bool)
+    frame, _ = sampling.predict_next_frame(params, model, tokens, actions, KEY, num_steps=1,
+                                           margins=margins, margins_generated=flags)
+    full = model.apply(params, jnp.concatenate([tokens, tokens[:, :1]], 1), actions, None,
+                       jnp.zeros((2, 3, 4, 2), bool).at[:, -1].set(True),
+                       jnp.concatenate([margins, margins[:, :1]], 1),
+                       margins_generated=jnp.ones((2, 3), bool))
+    np.testing.assert_array_equal(frame, losses.predicted_tokens(full.logits[:, -1]))
+    real, _ = sampling.predict_next_frame(params, model, tokens, actions, KEY, num_steps=1,
+                                          margins=margins)
+    np.testing.assert_array_equal(real, losses.predicted_tokens(model.apply(
+        params, jnp.concatenate([tokens, tokens[:, :1]], 1), actions, None,
+        jnp.zeros((2, 3, 4, 2), bool).at[:, -1].set(True),
+        jnp.concatenate([margins, margins[:, :1]], 1)).logits[:, -1]))

@@ -32,6 +32,31 @@ def test_windows_pad_the_start_and_shift_actions():
     assert batch_fn(0)["tokens"].shape == (4, 3, 2, 1)
 
 
+def test_generated_margins_are_cached_windowed_and_mixed_in_as_a_recent_suffix(tmp_path):
+    """The decoded frames' margins travel from the cache file to the batch; training swaps them
+    in for the g most recent context frames of each window and flags those frames."""
+    t, shape = 6, (6, 2, 1, 3)
+    real = np.ones(shape, np.float16)
+    np.savez(tmp_path / "ep.npz", tokens=np.zeros((t, 2, 1), np.int32),
+             actions=np.zeros((t, 7), np.float32), done=np.zeros(t, np.float32), margins=real,
+             generated_margins=-real)
+    (episode,) = data.load_token_cache(str(tmp_path))
+    np.testing.assert_array_equal(episode.generated_margins, -real)
+    data.require_margins([episode], generated=True)
+    with pytest.raises(ValueError, match="generated_margins=True"):
+        data.require_margins([episode._replace(generated_margins=None)], generated=True)
+    batch = data.make_batch_fn([episode], batch_size=64, num_frames=4, seed=0)(0)
+    assert batch["generated_margins"].shape == (64, 4, 2, 1, 3)
+    margins, generated = train.mix_generated_margins(jax.random.PRNGKey(0), batch)
+    generated = np.asarray(generated)
+    assert generated.shape == (64, 4) and generated[:, -1].all()  # the last frame's: unread
+    np.testing.assert_array_equal(np.diff(generated.astype(int), axis=1) >= 0, True)  # suffix
+    assert set(generated.sum(1)) == {1, 2, 3, 4}  # 0..3 generated context frames
+    np.testing.assert_array_equal(np.asarray(margins)[..., 0, 0, 0], np.where(generated, -1, 1))
+    with pytest.raises(ValueError, match="generated_margins"):
+        train.mix_generated_margins(jax.random.PRNGKey(0), {"margins": batch["margins"]})
+
+
 def test_strided_windows_cover_every_offset_and_pad_by_whole_strides():
     """The text model's coarse plan: frames `stride` apart, starts at every offset, padding
     repeats frame 0 up to (T - 2) * stride frames before the episode."""

@@ -117,8 +117,9 @@ def test_xor_permute_and_its_gradient_match_the_gather():
                                jax.grad(loss(gather))(x), rtol=1e-6)
 
 
-def _margin_model():
-    config = WorldModelConfig(control="action", predict_change=True, margin_inputs=True, **TINY)
+def _margin_model(**overrides):
+    config = WorldModelConfig(control="action", predict_change=True, margin_inputs=True,
+                              **{**TINY, **overrides})
     model = WorldModel(config)
     tokens, actions, _ = random_inputs(config, jax.random.PRNGKey(0))
     margins = jax.random.normal(jax.random.PRNGKey(2), (*tokens.shape, config.num_bits))
@@ -142,6 +143,33 @@ def test_margin_model_needs_margins_and_reads_only_the_previous_frames():
     np.testing.assert_allclose(moved[:, :-1], out.logits[:, :-1], atol=1e-5)
 
 
+def test_generated_margin_flag_is_read_like_the_margins_it_marks():
+    """Frame t reads whether frame t-1's margins are its decoded image's; no flags = all real."""
+    with pytest.raises(ValueError, match="margin_inputs"):
+        WorldModelConfig(generated_margin_flag=True)
+    model, params, tokens, actions, margins = _margin_model(generated_margin_flag=True)
+    b, t = tokens.shape[:2]
+    out = model.apply(params, tokens, actions, None, None, margins)
+    real = model.apply(params, tokens, actions, None, None, margins,
+                       margins_generated=jnp.zeros((b, t), bool))
+    np.testing.assert_allclose(real.logits, out.logits, atol=1e-6)
+    last_flagged = jnp.zeros((b, t), bool).at[:, -1].set(True)  # its margins are never read
+    np.testing.assert_allclose(model.apply(params, tokens, actions, None, None, margins,
+                                           margins_generated=last_flagged).logits,
+                               out.logits, atol=1e-6)
+    # the flag of frame t-1 moves frame t's logits (through the embedding and the flip prior),
+    # not the earlier frames'
+    previous_flagged = jnp.zeros((b, t), bool).at[:, -2].set(True)
+    moved = model.apply(params, tokens, actions, None, None, margins,
+                        margins_generated=previous_flagged).logits
+    assert np.abs(moved[:, -1] - out.logits[:, -1]).max() > 1e-4
+    np.testing.assert_allclose(moved[:, :-1], out.logits[:, :-1], atol=1e-6)
+    assert params["params"]["flip_hidden"]["kernel"].shape == (2, 16)  # margin and flag
+    with pytest.raises(AssertionError, match="shape"):
+        model.apply(params, tokens, actions, None, None, margins,
+                    margins_generated=jnp.zeros((b, t + 1), bool))
+
+
 def test_flip_prior_adds_each_flipped_bits_logit():
     model, params, tokens, actions, margins = _margin_model()
     c = model.config
@@ -160,30 +188,38 @@ def test_flip_prior_adds_each_flipped_bits_logit():
 
 @pytest.mark.parametrize("control,overrides", [
     ("action", {}), ("text", {}), ("action", dict(margin_inputs=True)),
+    ("action", dict(margin_inputs=True, generated_margin_flag=True)),
     ("action", dict(copy_bias_init=2.0))])
 def test_memory_of_the_context_gives_the_full_windows_last_frame(control, overrides):
     """Sampling's shortcut: the context frames' memory plus the last frame alone reproduce the
     last frame's logits and done of a pass over the whole window (masked tokens included)."""
+    flags = {}
     if overrides.get("margin_inputs"):
-        model, params, tokens, control_input, margins = _margin_model()
+        flagged = overrides.get("generated_margin_flag", False)
+        model, params, tokens, control_input, margins = _margin_model(
+            generated_margin_flag=flagged)
         control_mask, c = None, model.config
+        if flagged:  # the context's newest frame generated
+            flags = dict(margins_generated=jnp.zeros(tokens.shape[:2], bool).at[:, -2].set(True))
     else:
         model, params = make_model(control, **overrides)
         c, margins = model.config, None
         tokens, control_input, control_mask = random_inputs(c, jax.random.PRNGKey(8))
     mask = jnp.zeros(tokens.shape, bool).at[:, -1, 0].set(True)
-    full = model.apply(params, tokens, control_input, control_mask, mask, margins)
+    full = model.apply(params, tokens, control_input, control_mask, mask, margins, **flags)
     context_control = control_input[:, :-1] if control == "action" else control_input
     memory = model.apply(params, tokens[:, :-1], context_control, control_mask, None,
-                         None if margins is None else margins[:, :-1], context_only=True)
+                         None if margins is None else margins[:, :-1], context_only=True,
+                         **{k: v[:, :-1] for k, v in flags.items()})
     assert len(memory) == c.depth and memory[0].shape == (2, c.num_frames - 1, 8, c.width)
-    last = model.apply(params, tokens, control_input, control_mask, mask, margins, memory=memory)
+    last = model.apply(params, tokens, control_input, control_mask, mask, margins, memory=memory,
+                       **flags)
     assert last.logits.shape[1] == 1 and last.done.shape == (2, 1)
     np.testing.assert_allclose(last.logits[:, 0], full.logits[:, -1], atol=1e-5)
     np.testing.assert_allclose(last.done[:, 0], full.done[:, -1], atol=1e-6)
     # the memory is of the context: another last frame changes the output, as it should
     other = model.apply(params, tokens.at[:, -1].set(0), control_input, control_mask, None,
-                        margins, memory=memory)
+                        margins, memory=memory, **flags)
     assert np.abs(other.logits[:, 0] - last.logits[:, 0]).max() > 1e-3
     with pytest.raises(ValueError, match="one frame"):
         model.apply(params, tokens, control_input, control_mask, None, margins,
