@@ -46,18 +46,37 @@ INERT_DEFAULTS: dict[str, Any] = {
     "ppo_world_model.ppo.values_after_rollout": False,
     "ppo_world_model.ppo.final_values_in_rollout": False,
     "ppo_maniskill.ppo.final_values_in_rollout": False,  # a copy of ppo_world_model.ppo
+    "tokenizer.loss.adversarial_weight": 0.0,
+    "tokenizer.loss.adversarial_adaptive": True,
+    "tokenizer.loss.adversarial_start_step": 0,
+    "tokenizer.discriminator.channels": 32,  # the section goes once all its fields have
+    "tokenizer.discriminator.num_layers": 3,
+    "tokenizer.discriminator.lr": 1e-4,
+    "tokenizer.discriminator.b1": 0.5,
+    "tokenizer.discriminator.b2": 0.9,
+    "tokenizer.loss.temporal_weight": 0.0,
+    "tokenizer.loss.temporal_margin": 0.25,
+    "tokenizer.cache.generated_margins": False,
+    "world_models.action.model.generated_margin_flag": False,
+    "world_models.text.model.generated_margin_flag": False,
 }
 
 
 def _drop_inert(payload: dict[str, Any], inert: dict[str, Any]) -> None:
-    """Removes, in place, each dotted path of ``inert`` whose value in ``payload`` equals it."""
+    """Removes, in place, each dotted path of ``inert`` whose value in ``payload`` equals it,
+    and then each section that this leaves empty (a new section of inert options)."""
     for path, value in inert.items():
         *parents, leaf = path.split(".")
-        node = payload
+        chain, node = [payload], payload
         for name in parents:
             node = node.get(name) if isinstance(node, dict) else None
+            chain.append(node)
         if isinstance(node, dict) and leaf in node and node[leaf] == value:
             del node[leaf]
+            for parent, name in zip(reversed(chain[:-1]), reversed(parents), strict=True):
+                if parent[name]:
+                    break
+                del parent[name]
 
 
 def config_hash(config: ml_collections.ConfigDict, keys: tuple[str, ...],

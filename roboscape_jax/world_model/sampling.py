@@ -192,10 +192,10 @@ def context_memory(params: PyTree, model: WorldModel, window_tokens: jax.Array,
     `predict_next_frame` (action model: [B, C + 1, A], of which the context's C are read)."""
     c = model.config
     context_control = control[:, :window_tokens.shape[1]] if c.control == "action" else control
+    flags = generated_flags(c, window_tokens, window_generated, with_next=False)
     return model.apply(params, window_tokens, context_control, control_mask, None,
                        window_margins if c.margin_inputs else None, context_only=True,
-                       margins_generated=generated_flags(c, window_tokens, window_generated,
-                                                         with_next=False))
+                       **({} if flags is None else {"margins_generated": flags}))
 
 
 def _decode_frame(params: PyTree, model: WorldModel, window_tokens: jax.Array, control: jax.Array,
@@ -207,6 +207,7 @@ def _decode_frame(params: PyTree, model: WorldModel, window_tokens: jax.Array, c
     c = model.config
     margins = model_margins(c, window_margins)
     flags = generated_flags(c, window_tokens, window_generated)
+    flags = {} if flags is None else {"margins_generated": flags}  # models without: no keyword
     b, k = window_tokens.shape[0], c.grid_height * c.grid_width
     previous = window_tokens[:, -1].reshape(b, k)
     context_mask = jnp.zeros(window_tokens.shape, bool)
@@ -218,7 +219,7 @@ def _decode_frame(params: PyTree, model: WorldModel, window_tokens: jax.Array, c
         window = jnp.concatenate([window_tokens, tokens.reshape(b, 1, *window_tokens.shape[2:])], 1)
         mask = jnp.concatenate([context_mask, masked.reshape(b, 1, *window_tokens.shape[2:])], 1)
         out = model.apply(params, window, control, control_mask, mask, margins, memory=memory,
-                          margins_generated=flags)
+                          **flags)
         logits = copy_penalised(out.logits[:, -1].reshape(b, k, c.num_factors, -1), previous,
                                 c.num_bits, copy_penalty)
         sub, log_p = _sample(logits, rng_sample, temperature)
@@ -234,7 +235,7 @@ def _decode_frame(params: PyTree, model: WorldModel, window_tokens: jax.Array, c
     if done_pass:
         window = jnp.concatenate([window_tokens, tokens[:, None]], axis=1)
         done = model.apply(params, window, control, control_mask, None, margins,
-                           memory=memory, margins_generated=flags).done[:, -1]
+                           memory=memory, **flags).done[:, -1]
     return tokens, done
 
 

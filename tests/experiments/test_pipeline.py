@@ -75,6 +75,13 @@ def test_a_new_option_at_its_inert_default_keeps_the_hash():
     after.model.new_option = 0.5
     assert config_hash(after, ("model",), inert) != config_hash(before, ("model",), inert)
     assert after.model.new_option == 0.5  # the config itself is left untouched
+    # a new section whose every option is at its inert default goes as a whole
+    after.model.new_option = 0.0
+    after.extra = ml_collections.ConfigDict({"inner": {"a": 1, "b": 2.0}})
+    inert.update({"extra.inner.a": 1, "extra.inner.b": 2.0})
+    assert config_hash(after, ("model", "extra"), inert) == config_hash(after, ("model",), inert)
+    after.extra.inner.b = 3.0
+    assert config_hash(after, ("model", "extra"), inert) != config_hash(after, ("model",), inert)
 
 
 def test_inert_defaults_name_fields_the_tiny_config_has():
