@@ -121,6 +121,14 @@ def tokenize_episodes(model: FrameTokenizer, params: PyTree, episodes: EpisodeSo
     return {"written": written, "skipped": skipped}
 
 
+def _in_padded_batches(fn, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """fn over x [T, ...] in batches of exactly `batch_size`, the last padded with copies of
+    x's last entry (one compiled shape for any T): the outputs concatenated, padding included."""
+    padded = np.concatenate([x, np.repeat(x[-1:], -len(x) % batch_size, axis=0)])
+    return np.concatenate([np.asarray(fn(padded[i:i + batch_size]))
+                           for i in range(0, len(padded), batch_size)])
+
+
 def encode_padded(model: FrameTokenizer, params: PyTree, frames: np.ndarray,
                   batch_size: int, hysteresis: float = 0.0, *, with_margins: bool = False):
     """Encodes the consecutive frames [T, H, W, 3] of one episode in batches of exactly
@@ -134,13 +142,12 @@ def encode_padded(model: FrameTokenizer, params: PyTree, frames: np.ndarray,
     of the bit nearest its threshold, which the codes alone do not tell a world model.
     """
     num_frames = len(frames)
-    padded = np.concatenate([frames, np.repeat(frames[-1:], -num_frames % batch_size, axis=0)])
     # A reference-conditioned tokenizer encodes every frame given the episode's first frame.
     reference = (np.repeat(frames[:1], batch_size, axis=0) if model.reference_conditioning
                  else None)
-    latents = np.concatenate([np.asarray(api.encode_latents(params, padded[i:i + batch_size],
-                                                            model=model, reference=reference))
-                              for i in range(0, len(padded), batch_size)])
+    latents = _in_padded_batches(
+        lambda x: api.encode_latents(params, x, model=model, reference=reference), frames,
+        batch_size)
     tokens, margins = _sticky_codes(latents, hysteresis)
     tokens = np.asarray(tokens)[:num_frames]
     if not with_margins:
@@ -153,13 +160,11 @@ def decoded_margins_padded(model: FrameTokenizer, params: PyTree, tokens: np.nda
     """float16 [T, h, w, K]: `generated_margins` of one episode's tokens [T, h, w] in batches of
     exactly `batch_size` (the last padded); `first_frame` [H, W, 3] is the reference of a
     reference-conditioned tokenizer."""
-    num_frames = len(tokens)
-    padded = np.concatenate([tokens, np.repeat(tokens[-1:], -num_frames % batch_size, axis=0)])
     reference = (np.repeat(first_frame[None], batch_size, axis=0)
                  if model.reference_conditioning else None)
-    out = [np.asarray(_generated_margins_jit(model, params, padded[i:i + batch_size], reference))
-           for i in range(0, len(padded), batch_size)]
-    return np.concatenate(out)[:num_frames].astype(np.float16)
+    margins = _in_padded_batches(
+        lambda x: _generated_margins_jit(model, params, x, reference), tokens, batch_size)
+    return margins[:len(tokens)].astype(np.float16)
 
 
 @jax.jit

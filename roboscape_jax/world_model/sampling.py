@@ -119,11 +119,13 @@ def generated_flags(config: WorldModelConfig, window_tokens: jax.Array,
     return window_generated
 
 
-def pushed_generated(config: WorldModelConfig, window: Window) -> jax.Array | None:
-    """`window.generated` after a generated frame is pushed (None for models without
-    `generated_margin_flag`)."""
-    flags = generated_flags(config, window.tokens, window.generated, with_next=False)
-    return None if flags is None else push_frame(flags, jnp.ones(flags.shape[:1], bool))
+def pushed_generated(window: Window) -> jax.Array | None:
+    """`window.generated` after a generated frame is pushed (None stays None: models without
+    `generated_margin_flag`; their rollouts start from `initial_window` or are normalised
+    with `generated_flags`)."""
+    if window.generated is None:
+        return None
+    return push_frame(window.generated, jnp.ones(window.generated.shape[:1], bool))
 
 
 def _concrete(x) -> bool:
@@ -207,7 +209,7 @@ def _decode_frame(params: PyTree, model: WorldModel, window_tokens: jax.Array, c
     c = model.config
     margins = model_margins(c, window_margins)
     flags = generated_flags(c, window_tokens, window_generated)
-    flags = {} if flags is None else {"margins_generated": flags}  # models without: no keyword
+    flag_kw = {} if flags is None else {"margins_generated": flags}  # models without: none
     b, k = window_tokens.shape[0], c.grid_height * c.grid_width
     previous = window_tokens[:, -1].reshape(b, k)
     context_mask = jnp.zeros(window_tokens.shape, bool)
@@ -219,7 +221,7 @@ def _decode_frame(params: PyTree, model: WorldModel, window_tokens: jax.Array, c
         window = jnp.concatenate([window_tokens, tokens.reshape(b, 1, *window_tokens.shape[2:])], 1)
         mask = jnp.concatenate([context_mask, masked.reshape(b, 1, *window_tokens.shape[2:])], 1)
         out = model.apply(params, window, control, control_mask, mask, margins, memory=memory,
-                          **flags)
+                          **flag_kw)
         logits = copy_penalised(out.logits[:, -1].reshape(b, k, c.num_factors, -1), previous,
                                 c.num_bits, copy_penalty)
         sub, log_p = _sample(logits, rng_sample, temperature)
@@ -235,7 +237,7 @@ def _decode_frame(params: PyTree, model: WorldModel, window_tokens: jax.Array, c
     if done_pass:
         window = jnp.concatenate([window_tokens, tokens[:, None]], axis=1)
         done = model.apply(params, window, control, control_mask, None, margins,
-                           memory=memory, **flags).done[:, -1]
+                           memory=memory, **flag_kw).done[:, -1]
     return tokens, done
 
 
@@ -312,7 +314,7 @@ def rollout(params: PyTree, model: WorldModel, window: Window, controls: jax.Arr
         if model.config.margin_inputs:
             margins = push_frame(window.margins, margins_fn(tokens).astype(jnp.float32))
         return (Window(push_frame(window.tokens, tokens), actions, margins,
-                       pushed_generated(model.config, window)), (tokens, done))
+                       pushed_generated(window)), (tokens, done))
 
     # the carry keeps one structure: a window without flags starts with every frame real
     window = window._replace(generated=generated_flags(model.config, window.tokens,
@@ -375,7 +377,7 @@ def golden_trajectory(params: PyTree, model: WorldModel, first_tokens: jax.Array
             margins = push_frame(w.margins, generated_margins(tokenizer, tokenizer_params, tokens,
                                                               reference))
         return _GoldenCarry(index, Window(push_frame(w.tokens, tokens), None, margins,
-                                          pushed_generated(model.config, w)), goal)
+                                          pushed_generated(w)), goal)
 
     stride = model.config.frame_stride
     num_frames = model.config.plan_frames or -(-horizon // stride)
