@@ -36,7 +36,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Pipeline workdir with trained m
 _BATCHES = flags.DEFINE_list("batch_sizes", ["1", "16", "64", "256"], "Scenes stepped at once.")
 _SCAN = flags.DEFINE_integer("scan_steps", 8, "Steps per timed lax.scan call.")
 _REPEATS = flags.DEFINE_integer("repeats", 2, "Timed calls per batch size (best is reported).")
-_LOOP = flags.DEFINE_integer("loop_steps", 8, "Steps of the one-step-per-call Python loop.")
+_LOOP = flags.DEFINE_integer("loop_steps", 8, "Steps of the one-step-per-call Python loop "
+                             "(0: skip it).")
 _MASKGIT = flags.DEFINE_integer("maskgit_steps", 2, "MaskGIT decoding passes per frame.")
 _MANISKILL = flags.DEFINE_integer("maniskill_steps", 0, "Steps of the ManiSkill rgb env (0: skip).")
 _OUT = flags.DEFINE_string("out", None, "Optional JSON result path.")
@@ -92,15 +93,17 @@ def bench_batch(env: WorldModelEnv, params, batch: int) -> dict[str, float]:
         start = time.perf_counter()
         jax.block_until_ready(run_scan(state, jax.random.PRNGKey(2 + r)))
         scan_times.append(time.perf_counter() - start)
-    start = time.perf_counter()
-    for i in range(_LOOP.value):
-        _, state, reward, *_ = step(jax.random.split(jax.random.PRNGKey(100 + i), batch), state,
-                                    actions, params)
-    jax.block_until_ready(reward)
-    loop_time = time.perf_counter() - start
+    loop_rate = float("nan")  # --loop_steps=0: the one-step-per-call loop is skipped
+    if _LOOP.value:
+        start = time.perf_counter()
+        for i in range(_LOOP.value):
+            _, state, reward, *_ = step(jax.random.split(jax.random.PRNGKey(100 + i), batch),
+                                        state, actions, params)
+        jax.block_until_ready(reward)
+        loop_rate = batch * _LOOP.value / (time.perf_counter() - start)
     return {"batch": batch, "step_compile_s": step_compile, "scan_compile_s": scan_compile,
             "scan_scene_steps_per_s": batch * _SCAN.value / min(scan_times),
-            "loop_scene_steps_per_s": batch * _LOOP.value / loop_time}
+            "loop_scene_steps_per_s": loop_rate}
 
 
 def bench_maniskill(num_steps: int) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """The action-model half of the evaluate_world_models stage, for a workdir whose text model is
-not trained (issue 5's evaluation CLI): copy-penalty sweep on val, one-step metrics, 8-step
-open-loop rollouts and controllability on val and ood, OOD rollout GIFs.
+not trained (issue 5's evaluation CLI): copy-penalty and MaskGIT-pass sweep on val, one-step
+metrics, 8-step open-loop rollouts and controllability on val and ood, OOD rollout GIFs.
 
   python -m experiments.evaluate_action_model --workdir=runs/tiny
 
@@ -30,7 +30,8 @@ def main(argv):
     model_dir = os.path.join(_WORKDIR.value, "train_world_models", "action")
     ctx = stage._contexts(config, out_dir, {"action": model_dir})["action"]
     report = stage.evaluate_action(config, ctx, out_dir, splits, frames)
-    print(f"copy penalty chosen on val: {report['copy_penalty']}")
+    print(f"chosen on val: copy penalty {report['copy_penalty']}, MaskGIT passes "
+          f"{report['maskgit_steps']}")
     for split in ("val", "ood"):
         one, loop = report[split]["one_step"], report[split]["open_loop"]
         print(f"{split}: token accuracy {one['token_accuracy']:.4f} (copy "

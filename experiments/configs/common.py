@@ -85,8 +85,12 @@ def pipeline_config() -> ml_collections.ConfigDict:
         batch_size=16, num_videos=6,
         max_text_episodes=48,  # golden trajectories are long: a fixed subset per split
         reward_fit_steps=2000,  # embedding / proxy reward baselines: AdamW steps of their MLPs
-        reward_fit_episodes=64))  # ... fit on this many evenly spaced train episodes (`tiny`:
-    #   64 of 142, 1 minute less of the evaluation stage; base and paper fit on all)
+        reward_fit_episodes=64,  # ... fit on this many evenly spaced train episodes (`tiny`:
+        #   64 of 142, 1 minute less of the evaluation stage; base and paper fit on all)
+        # MaskGIT passes per generated frame, chosen on val with the copy penalty (ties go to
+        # fewer: one pass steps the `tiny` env 17-20% faster than two, and on `runs/tiny` gave
+        # the same val 8-step LPIPS, 0.0899 vs 0.0900 at penalty -2)
+        maskgit_steps=(1, 2)))
 
     # Behaviour cloning (issue 7) on tokenized frames, as the world-model env and the ManiSkill
     # adapter show them; `sft.model` is the policy PPO starts from. 4.9 min on 2 idle CPU cores
@@ -101,13 +105,15 @@ def pipeline_config() -> ml_collections.ConfigDict:
 
     # PPO in the action world model from the SFT policy (issue 7). Budget about 15 min: 12 updates
     # of 16 scenes x 32 steps at the measured 7.6 env steps/s (README) are 13.5 min, plus the 16
-    # scenes' golden trajectories. `use_chosen_copy_penalty`: env.copy_penalty is the value the
-    # evaluate_world_models stage chose on val (when that stage has run).
+    # scenes' golden trajectories. `use_chosen_copy_penalty` / `use_chosen_maskgit_steps`:
+    # env.copy_penalty / env.num_maskgit_steps are the values the evaluate_world_models stage
+    # chose on val (when that stage has run).
     config.ppo_world_model = ppo_world_model_config("tiny")
     config.ppo_world_model.scenes.num_scenes = 16
     config.ppo_world_model.ppo.total_timesteps = 16 * 32 * 12
     config.ppo_world_model.updates_per_checkpoint = 2
     config.ppo_world_model.use_chosen_copy_penalty = True
+    config.ppo_world_model.use_chosen_maskgit_steps = True
 
     # PPO in ManiSkill from the SFT policy (issue 7, "RL w. ManiSkill"): same PPO settings, the
     # simulator's rule-based dense reward, one env stepped from Python on the data's in-domain

@@ -43,6 +43,7 @@ def get_config(arg: str | None = None):
         config.sft.observation_frames = "tokenized"
         config.ppo_world_model = ppo_world_model_config("debug")
         config.ppo_world_model.use_chosen_copy_penalty = True
+        config.ppo_world_model.use_chosen_maskgit_steps = True
         config.ppo_maniskill.update(tasks=("push",), max_steps=3, match_wall_time=False)
         config.ppo_maniskill.ppo.update(num_steps=4, total_timesteps=8, update_epochs=1,
                                         num_minibatches=2)

@@ -194,14 +194,15 @@ def run_ppo_world_model(config, workdir: str) -> dict[str, float]:
     return summary
 
 
-def chosen_copy_penalty(root: str) -> float | None:
-    """The copy penalty the evaluate_world_models stage of workdir `root` chose on val, or None
-    when that stage has not run."""
+def chosen_decoding(root: str) -> dict[str, float]:
+    """The decode settings the evaluate_world_models stage of workdir `root` chose on val:
+    {"copy_penalty", "maskgit_steps"} as far as its record has them ({} before that stage)."""
     marker = os.path.join(root, "evaluate_world_models", "stage.json")
     if not os.path.exists(marker):
-        return None
+        return {}
     with open(marker) as f:
-        return float(json.load(f)["result"]["action"]["copy_penalty"])
+        action = json.load(f)["result"]["action"]
+    return {k: action[k] for k in ("copy_penalty", "maskgit_steps") if k in action}
 
 
 def stage_view(config, out_dir: str) -> ml_collections.ConfigDict:
@@ -213,9 +214,11 @@ def stage_view(config, out_dir: str) -> ml_collections.ConfigDict:
     sft_dir = os.path.join(root, "sft")
     has_sft = os.path.isdir(os.path.join(sft_dir, "checkpoints"))
     env = ml_collections.ConfigDict(section.env.to_dict())
-    penalty = chosen_copy_penalty(root) if section.get("use_chosen_copy_penalty") else None
-    if penalty is not None:
-        env.copy_penalty = penalty
+    chosen = chosen_decoding(root)
+    if section.get("use_chosen_copy_penalty") and "copy_penalty" in chosen:
+        env.copy_penalty = float(chosen["copy_penalty"])
+    if section.get("use_chosen_maskgit_steps") and "maskgit_steps" in chosen:
+        env.num_maskgit_steps = int(chosen["maskgit_steps"])
     return ml_collections.ConfigDict(dict(
         seed=config.seed, pipeline_workdir=root, sft_workdir=sft_dir if has_sft else "",
         reset_log_std=section.reset_log_std, tokenizer=config.tokenizer,
@@ -257,7 +260,8 @@ def run_ppo_world_model_stage(config, out_dir: str, reward: str | None = None
         view.env.reward = reward
     print(f"ppo_world_model: initial policy "
           f"{view.sft_workdir or 'fresh (no sft checkpoint in the workdir)'}, copy penalty "
-          f"{view.env.copy_penalty}", flush=True)
+          f"{view.env.copy_penalty}, MaskGIT passes {view.env.num_maskgit_steps}", flush=True)
     summary = run_ppo_world_model(view, out_dir)
     return {**summary, "init": "sft" if view.sft_workdir else "fresh",
-            "copy_penalty": float(view.env.copy_penalty), "reward_module": view.env.reward}
+            "copy_penalty": float(view.env.copy_penalty),
+            "maskgit_steps": int(view.env.num_maskgit_steps), "reward_module": view.env.reward}

@@ -85,8 +85,9 @@ Frames = dict[str, dict[str, np.ndarray]]  # split -> episode id -> uint8 [T, H,
 
 def evaluate_action(config, ctx: wm_eval.EvalContext, out_dir: str,
                     splits: dict[str, list[data.Episode]], frames: Frames) -> dict:
-    """One-step metrics per copy penalty (chosen on val), open-loop rollouts and
-    controllability on val and ood, the compile count, and GIFs of OOD rollouts."""
+    """The decode settings (copy penalty and MaskGIT passes) chosen on val by one-step accuracy
+    and open-loop LPIPS; with them, one-step metrics, open-loop rollouts and controllability on
+    val and ood, the compile count, and GIFs of OOD rollouts."""
     wm = config.world_models["action"]
     ev = config.world_model_eval
     out = os.path.join(out_dir, "action")
@@ -105,28 +106,33 @@ def evaluate_action(config, ctx: wm_eval.EvalContext, out_dir: str,
     starts = {split: wm_eval.rollout_starts(
         splits[split], frames[split], num_context=wm.model.num_frames - 1, horizon=ev.horizon,
         starts_per_episode=ev.starts_per_episode, seed=config.seed) for split in ("val", "ood")}
-    sweep, rollout_fns, val_open_loop = {}, {}, {}
-    penalised = wm_eval.make_penalised_rollout_fn(ctx, num_steps=wm.sampling.num_steps)
-    for p in wm.sampling.copy_penalties:  # every decode-time setting is scored on val only
-        sweep[p] = one_step("val", p)
-        rollout_fns[p] = wm_eval.make_rollout_fn(ctx, num_steps=wm.sampling.num_steps,
-                                                 copy_penalty=p, penalised=penalised)
-        val_open_loop[p] = wm_eval.open_loop_metrics(ctx, rollout_fns[p], starts["val"],
-                                                     batch_size=ev.batch_size)
-    penalty = wm_eval.choose_copy_penalty(
-        sweep, {p: m["model_lpips"] for p, (m, _) in val_open_loop.items()})
+    # Every decode-time setting (copy penalty, MaskGIT passes) is scored on val only.
+    steps_options = tuple(ev.get("maskgit_steps", (wm.sampling.num_steps,)))
+    sweep = {p: one_step("val", p) for p in wm.sampling.copy_penalties}
+    rollout_fns, val_open_loop = {}, {}
+    for num_steps in steps_options:
+        penalised = wm_eval.make_penalised_rollout_fn(ctx, num_steps=num_steps)
+        for p in wm.sampling.copy_penalties:
+            rollout_fns[num_steps, p] = wm_eval.make_rollout_fn(
+                ctx, num_steps=num_steps, copy_penalty=p, penalised=penalised)
+            val_open_loop[num_steps, p] = wm_eval.open_loop_metrics(
+                ctx, rollout_fns[num_steps, p], starts["val"], batch_size=ev.batch_size)
+    num_steps, penalty = wm_eval.choose_decoding(
+        sweep, {pair: m["model_lpips"] for pair, (m, _) in val_open_loop.items()})
     report: dict[str, Any] = {
-        "copy_penalty": penalty, "val_penalty_sweep": {
-            str(p): {**m, "open_loop_lpips": val_open_loop[p][0]["model_lpips"]}
+        "copy_penalty": penalty, "maskgit_steps": num_steps, "val_penalty_sweep": {
+            str(p): {**m, "open_loop_lpips": val_open_loop[num_steps, p][0]["model_lpips"],
+                     "open_loop_lpips_by_maskgit_steps": {
+                         str(n): val_open_loop[n, p][0]["model_lpips"] for n in steps_options}}
             for p, m in sweep.items()},
         "action_stats": wm_train.read_action_stats(
             os.path.join(_workdir(out_dir, "train_world_models"), "action"))}
-    rollout_fn = rollout_fns[penalty]
+    rollout_fn = rollout_fns[num_steps, penalty]
     train_actions = np.abs(np.concatenate([ep.actions for ep in splits["train"]]))
     action_range = np.max(train_actions, 0)
     speed = np.quantile(train_actions, 0.95, axis=0)  # a brisk but in-range move per axis
     for split in ("val", "ood"):
-        open_loop, predicted = (val_open_loop[penalty] if split == "val" else
+        open_loop, predicted = (val_open_loop[num_steps, penalty] if split == "val" else
                                 wm_eval.open_loop_metrics(ctx, rollout_fn, starts[split],
                                                           batch_size=ev.batch_size))
         report[split] = {
@@ -341,6 +347,6 @@ def headline(results: dict[str, Any]) -> str:
         if learned:
             lines.append(f"rule reward and learned baselines, {split} (median rho): " + ", ".join(
                 f"{name} {r[name]['median_rho']:.2f}" for name in learned))
-    lines.append(f"copy penalty (chosen on val): {a['copy_penalty']}; rollout compiles: "
-                 f"{a['rollout_compiles']}")
+    lines.append(f"copy penalty (chosen on val): {a['copy_penalty']}, MaskGIT passes "
+                 f"{a.get('maskgit_steps', '?')}; rollout compiles: {a['rollout_compiles']}")
     return "\n".join(lines)

@@ -345,6 +345,20 @@ def choose_copy_penalty(results: Mapping[float, Mapping[str, float]],
     return max(ok, key=lambda p: results[p]["changed_token_accuracy"])
 
 
+def choose_decoding(one_step: Mapping[float, Mapping[str, float]],
+                    open_loop_lpips: Mapping[tuple[int, float], float]) -> tuple[int, float]:
+    """The validation-split choice of (MaskGIT steps, copy penalty): among the penalties whose
+    one-step overall accuracy stays at or above copying (all when none does), the pair with the
+    lowest open-loop LPIPS; ties go to fewer steps (cheaper env steps). `one_step`: penalty ->
+    one-step metrics (the first MaskGIT pass, the same for every step count); `open_loop_lpips`:
+    (steps, penalty) -> open-loop LPIPS on val."""
+    ok = {p for p, m in one_step.items() if m["token_accuracy"] >= m["copy_accuracy"]}
+    pairs = [pair for pair in open_loop_lpips if pair[1] in ok] or list(open_loop_lpips)
+    if not pairs:
+        raise ValueError("choose_decoding needs at least one (steps, penalty) open-loop score")
+    return min(pairs, key=lambda pair: (open_loop_lpips[pair], pair[0]))
+
+
 def evaluate_text_model(ctx: EvalContext, episodes: Sequence[Episode],
                         frames: Mapping[str, np.ndarray], *, horizon: int, tau: float,
                         num_steps: int, batch_size: int = 16, temperature: float = 0.0,

@@ -63,6 +63,12 @@ def test_sft_then_ppo_from_sft(workdir):
     try:
         view = ppo_stage.stage_view(config, str(workdir / "ppo_world_model"))
         assert view.env.copy_penalty == 0.5 and view.sft_workdir.endswith("sft")
+        assert view.env.num_maskgit_steps == config.ppo_world_model.env.num_maskgit_steps
+        # ... and the MaskGIT passes, where the record has them
+        marker.write_text(json.dumps({"result": {"action": {"copy_penalty": 0.5,
+                                                            "maskgit_steps": 1}}}))
+        view = ppo_stage.stage_view(config, str(workdir / "ppo_world_model"))
+        assert view.env.num_maskgit_steps == 1 != config.ppo_world_model.env.num_maskgit_steps
     finally:
         marker.unlink()
         marker.parent.rmdir()

@@ -62,6 +62,10 @@ def test_world_model_stages_train_and_evaluate(workdir):
     action = results["action"]
     out = workdir / "evaluate_world_models"
     assert action["copy_penalty"] in config.world_models.action.sampling.copy_penalties
+    assert action["maskgit_steps"] in config.world_model_eval.maskgit_steps
+    sweep = action["val_penalty_sweep"][str(action["copy_penalty"])]
+    assert set(sweep["open_loop_lpips_by_maskgit_steps"]) == {
+        str(n) for n in config.world_model_eval.maskgit_steps}
     for split in ("val", "ood"):
         one_step, open_loop = action[split]["one_step"], action[split]["open_loop"]
         assert 0.0 <= one_step["token_accuracy"] <= 1.0

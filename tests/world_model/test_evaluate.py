@@ -88,6 +88,18 @@ def test_choose_copy_penalty_keeps_overall_accuracy_at_or_above_copying():
     assert wm_eval.choose_copy_penalty(worse, lpips) == 2.0
 
 
+def test_choose_decoding_prefers_lowest_open_loop_lpips_then_fewer_passes():
+    sweep = {0.0: dict(token_accuracy=0.60, copy_accuracy=0.55),
+             1.0: dict(token_accuracy=0.50, copy_accuracy=0.55)}  # below copying: not chosen
+    lpips = {(1, 0.0): 0.10, (2, 0.0): 0.09, (1, 1.0): 0.01, (2, 1.0): 0.01}
+    assert wm_eval.choose_decoding(sweep, lpips) == (2, 0.0)
+    assert wm_eval.choose_decoding(sweep, {**lpips, (1, 0.0): 0.09}) == (1, 0.0)  # a tie
+    worse = {p: dict(m, copy_accuracy=0.9) for p, m in sweep.items()}  # none keeps accuracy
+    assert wm_eval.choose_decoding(worse, lpips) == (1, 1.0)
+    with pytest.raises(ValueError, match="at least one"):
+        wm_eval.choose_decoding(sweep, {})
+
+
 def test_teacher_forced_outputs_batch_episodes_like_one_at_a_time():
     config = WorldModelConfig(control="action", **TINY)
     model = WorldModel(config)
