@@ -57,6 +57,7 @@ INERT_DEFAULTS: dict[str, Any] = {
     "tokenizer.loss.temporal_weight": 0.0,
     "tokenizer.loss.temporal_margin": 0.25,
     "tokenizer.cache.generated_margins": False,
+    "tokenizer.model.stem_factor": 1,
     "world_models.action.model.generated_margin_flag": False,
     "world_models.text.model.generated_margin_flag": False,
 }

@@ -8,7 +8,7 @@ contiguous groups ("sub-codes"), so a world model can predict `num_factors` fact
 2^(K / num_factors) classes instead of one of 2^K (the paper's 2^18 = 2 x 2^9).
 
 Shapes: frames [B, H, W, 3] in [-1, 1]; latents and quantized codes [B, h, w, K] with
-h = H / f, w = W / f and f = 2^(len(channel_mults) - 1); indices [B, h, w] int32.
+h = H / f, w = W / f and f = stem_factor * 2^(len(channel_mults) - 1); indices [B, h, w] int32.
 
 Reference conditioning (`reference_conditioning=True`, after iVideoGPT's context-conditioned
 compressive tokenizer, Wu et al. 2024, arXiv:2405.15223): the encoder also sees a reference frame
@@ -94,6 +94,24 @@ def _bits_per_factor(num_bits: int, num_factors: int) -> int:
     return num_bits // num_factors
 
 
+def space_to_depth(x: jax.Array, factor: int) -> jax.Array:
+    """[B, H, W, C] -> [B, H / f, W / f, f * f * C]: each f x f pixel block becomes one position
+    (pixel unshuffle); `depth_to_space` inverts it exactly."""
+    b, h, w, c = x.shape
+    if h % factor or w % factor:
+        raise ValueError(f"frames {h}x{w} do not split into {factor}x{factor} blocks")
+    x = x.reshape(b, h // factor, factor, w // factor, factor, c)
+    return x.transpose(0, 1, 3, 2, 4, 5).reshape(b, h // factor, w // factor, factor**2 * c)
+
+
+def depth_to_space(x: jax.Array, factor: int) -> jax.Array:
+    """[B, h, w, f * f * C] -> [B, h * f, w * f, C] (pixel shuffle), the inverse of
+    `space_to_depth`."""
+    b, h, w, c = x.shape
+    x = x.reshape(b, h, w, factor, factor, c // factor**2)
+    return x.transpose(0, 1, 3, 2, 4, 5).reshape(b, h * factor, w * factor, c // factor**2)
+
+
 def _group_norm(features: int) -> nn.GroupNorm:
     return nn.GroupNorm(num_groups=min(8, features))
 
@@ -164,6 +182,7 @@ class Decoder(nn.Module):
     channels: int = 32
     channel_mults: tuple[int, ...] = (1, 2, 2, 4)
     num_res_blocks: int = 1
+    out_channels: int = 3
 
     @nn.compact
     def __call__(self, q: jax.Array, reference: tuple[jax.Array, ...] | None = None,
@@ -182,7 +201,7 @@ class Decoder(nn.Module):
                 x = nn.Conv(self.channels * self.channel_mults[level - 1], (3, 3))(x)
         x = nn.swish(_group_norm(x.shape[-1])(x))
         if reference_image is None:
-            return nn.Conv(3, (3, 3))(x)
+            return nn.Conv(self.out_channels, (3, 3))(x)
         out = nn.Conv(4, (3, 3), name="rgb_and_copy_gate")(x)
         gate = jax.nn.sigmoid(out[..., 3:])
         return gate * reference_image + (1.0 - gate) * out[..., :3]
@@ -203,20 +222,30 @@ class FrameTokenizer(nn.Module):
     # With reference conditioning: the decoder's last layer also gates a copy of the reference's
     # pixels (`Decoder`).
     reference_copy_gate: bool = False
+    # > 1: the encoder reads, and the decoder writes, frames folded into stem_factor x
+    # stem_factor pixel blocks (`space_to_depth`), so no convolution runs at full resolution
+    # (the narrow full-resolution convolutions are the CPU's slowest; docs/performance_history.md)
+    stem_factor: int = 1
 
     def setup(self):
         _bits_per_factor(self.num_bits, self.num_factors)
         self.encoder = Encoder(self.channels, self.channel_mults, self.num_res_blocks,
                                self.num_bits)
-        self.decoder = Decoder(self.channels, self.channel_mults, self.num_res_blocks)
+        self.decoder = Decoder(self.channels, self.channel_mults, self.num_res_blocks,
+                               3 * self.stem_factor**2)
         if self.reference_copy_gate and not self.reference_conditioning:
             raise ValueError("reference_copy_gate needs reference_conditioning=True")
+        if self.stem_factor < 1:
+            raise ValueError(f"stem_factor must be >= 1, got {self.stem_factor}")
+        if self.stem_factor > 1 and self.reference_conditioning:
+            raise ValueError("stem_factor > 1 is not implemented for reference-conditioned "
+                             "tokenizers (reference_conditioning=True)")
         if self.reference_conditioning:
             self.reference_encoder = ReferenceEncoder(self.channels, self.channel_mults)
 
     @property
     def downsample_factor(self) -> int:
-        return 2 ** (len(self.channel_mults) - 1)
+        return self.stem_factor * 2 ** (len(self.channel_mults) - 1)
 
     def _check_reference(self, reference: jax.Array | None, shape: tuple[int, ...] | None):
         if self.reference_conditioning and reference is None:
@@ -236,14 +265,17 @@ class FrameTokenizer(nn.Module):
                ) -> tuple[jax.Array, jax.Array]:
         """[B, H, W, 3] in [-1, 1] -> (latents, codes), both [B, h, w, K]."""
         self._check_reference(reference, x.shape)
+        if self.stem_factor > 1:
+            x = space_to_depth(x, self.stem_factor)
         z = self.encoder(x if reference is None else jnp.concatenate([x, reference], -1))
         return z, lfq_quantize(z)
 
     def decode_codes(self, codes: jax.Array, reference: jax.Array | None = None) -> jax.Array:
         """[B, h, w, K] codes in {-1, +1} -> [B, H, W, 3] frames in (about) [-1, 1]."""
         self._check_reference(reference, None)
-        return self.decoder(codes, self._reference_features(reference),
-                            reference if self.reference_copy_gate else None)
+        out = self.decoder(codes, self._reference_features(reference),
+                           reference if self.reference_copy_gate else None)
+        return depth_to_space(out, self.stem_factor) if self.stem_factor > 1 else out
 
     def decode_indices(self, indices: jax.Array, reference: jax.Array | None = None) -> jax.Array:
         """[B, h, w] int code indices -> [B, H, W, 3] frames in (about) [-1, 1]."""
@@ -274,4 +306,5 @@ def create_model(model_config) -> FrameTokenizer:
                           reference_conditioning=bool(
                               model_config.get("reference_conditioning", False)),
                           reference_copy_gate=bool(model_config.get("reference_copy_gate",
-                                                                    False)))
+                                                                    False)),
+                          stem_factor=int(model_config.get("stem_factor", 1)))

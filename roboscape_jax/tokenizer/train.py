@@ -40,7 +40,8 @@ from roboscape_jax.utils.training import TrainState, create_train_state, make_tr
 
 # Model-config fields added after checkpoints were written: a checkpoint (or config) without one
 # holds this value, so older checkpoints keep loading.
-FIELDS_ADDED_LATER = {"reference_conditioning": False, "reference_copy_gate": False}
+FIELDS_ADDED_LATER = {"reference_conditioning": False, "reference_copy_gate": False,
+                      "stem_factor": 1}
 
 
 class EmaTrainState(TrainState):

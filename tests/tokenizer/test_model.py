@@ -7,7 +7,12 @@ import pytest
 
 from experiments.configs.tokenizer import tokenizer_config
 from roboscape_jax.tokenizer import api
-from roboscape_jax.tokenizer.model import create_model, index_to_bits
+from roboscape_jax.tokenizer.model import (
+    create_model,
+    depth_to_space,
+    index_to_bits,
+    space_to_depth,
+)
 
 CONFIG = tokenizer_config("debug")
 MODEL = create_model(CONFIG.model)
@@ -80,3 +85,31 @@ def test_decode_rejects_bad_tokens(params):
         api.decode(params, np.zeros((1, 16, 8), np.float32), model=MODEL)
     with pytest.raises(ValueError, match=r"\[B, h, w\]"):
         api.decode(params, np.zeros((16, 8), np.int32), model=MODEL)
+
+
+def test_space_to_depth_folds_pixel_blocks_and_depth_to_space_unfolds_them():
+    x = jnp.arange(2 * 4 * 6 * 3, dtype=jnp.float32).reshape(2, 4, 6, 3)
+    folded = space_to_depth(x, 2)
+    assert folded.shape == (2, 2, 3, 12)
+    # position (i, j) holds the 2x2 block at rows 2i..2i+1, columns 2j..2j+1, row-major
+    np.testing.assert_array_equal(folded[1, 1, 2].reshape(2, 2, 3), x[1, 2:4, 4:6])
+    np.testing.assert_array_equal(depth_to_space(folded, 2), x)
+    with pytest.raises(ValueError, match="do not split into 4x4 blocks"):
+        space_to_depth(x, 4)
+
+
+def test_stem_factor_folds_the_frame_before_the_encoder():
+    config = tokenizer_config("debug")
+    config.model.update(channel_mults=(1, 2), stem_factor=4)  # 4 x 2 = 8x down, as debug's 3
+    model = create_model(config.model)
+    assert model.downsample_factor == 8
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 128, 64, 3)))
+    recon, aux = jax.jit(model.apply)(params, jnp.zeros((2, 128, 64, 3)))
+    assert recon.shape == (2, 128, 64, 3) and aux["indices"].shape == (2, 16, 8)
+    # no convolution reads or writes a full-resolution frame
+    first = params["params"]["encoder"]["Conv_0"]["kernel"]
+    assert first.shape[2] == 3 * 4 * 4
+    config.model.update(reference_conditioning=True)
+    with pytest.raises(ValueError, match="stem_factor > 1 is not implemented"):
+        jax.eval_shape(create_model(config.model).init, jax.random.PRNGKey(0),
+                       jnp.zeros((1, 128, 64, 3)), jnp.zeros((1, 128, 64, 3)))

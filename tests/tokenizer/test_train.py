@@ -84,6 +84,20 @@ def test_resume_with_another_model_config_names_the_field(debug_run):
     assert int(resumed.step) == 2
 
 
+def test_model_fields_added_later_count_as_their_defaults(debug_run):
+    config, workdir, _, _ = debug_run
+    # every model field the first checkpoints lacked has a default there, so they keep loading
+    first_fields = {"channels", "channel_mults", "num_res_blocks", "num_bits", "num_factors"}
+    assert set(config.model) - first_fields == set(train.FIELDS_ADDED_LATER)
+    older = tokenizer_config("debug")  # a config from before these fields existed
+    for field in train.FIELDS_ADDED_LATER:
+        del older.model[field]
+    train.restore_params(workdir, older)  # the checkpoint has them at their defaults: loads
+    older.model.num_bits = 8
+    with pytest.raises(ValueError, match=r"model\.num_bits"):
+        train.restore_params(workdir, older)
+
+
 def test_four_devices_match_one_device(debug_run):
     _, workdir, _, _ = debug_run
     one_device_loss = read_jsonl(os.path.join(workdir, "metrics.jsonl"))[0]["loss"]
