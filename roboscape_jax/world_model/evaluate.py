@@ -336,10 +336,11 @@ def choose_copy_penalty(results: Mapping[float, Mapping[str, float]],
     """The validation-split choice among the penalties whose one-step overall accuracy stays at or
     above copying: the lowest open-loop LPIPS when `open_loop_lpips` is given (what the env's
     frames are judged by), else the best changed-token accuracy. When no penalty keeps the
-    accuracy: the lowest open-loop LPIPS of all, else the smallest penalty."""
-    ok = [p for p, m in results.items() if m["token_accuracy"] >= m["copy_accuracy"]]
+    accuracy: the lowest open-loop LPIPS of all, else the smallest penalty. (With LPIPS: the
+    penalty `choose_decoding` picks for a single MaskGIT step count.)"""
     if open_loop_lpips is not None:
-        return min(ok or list(open_loop_lpips), key=lambda p: open_loop_lpips[p])
+        return choose_decoding(results, {(0, p): v for p, v in open_loop_lpips.items()})[1]
+    ok = [p for p, m in results.items() if m["token_accuracy"] >= m["copy_accuracy"]]
     if not ok:
         return min(results)
     return max(ok, key=lambda p: results[p]["changed_token_accuracy"])
