@@ -1,7 +1,8 @@
 """Runs the pipeline's stages in order; each is skipped when its output for the same config exists.
 
 A stage writes into `workdir/<name>/`; when it returns, `stage.json` records a hash of the config
-sections it reads, its result and its wall time. A rerun with the same config skips it; a changed
+sections it reads (and of what it reads from earlier stages' outputs instead of the config,
+`derived_inputs`), its result and its wall time. A rerun with the same config skips it; a changed
 config reruns it (and a stage interrupted midway reruns, resuming from its own checkpoints).
 A stage that resumes from training checkpoints (`restart_on_change`) must not pick up a run of
 another config: when its finished output has another hash, the folder is moved aside to
@@ -35,6 +36,9 @@ class Stage:
     issue: int | None = None  # where a missing stage is tracked
     # a finished run of another config is moved aside rather than resumed (training stages)
     restart_on_change: bool = False
+    # (config, workdir) -> values this stage reads from earlier stages' outputs rather than from
+    # the config (e.g. a decode setting another stage chose); they key the cache too
+    derived_inputs: Callable[[ml_collections.ConfigDict, str], dict[str, Any]] | None = None
 
 
 # Options added after runs were cached, each with the value that keeps the behaviour from before
@@ -81,13 +85,17 @@ def _drop_inert(payload: dict[str, Any], inert: dict[str, Any]) -> None:
 
 
 def config_hash(config: ml_collections.ConfigDict, keys: tuple[str, ...],
-                inert: dict[str, Any] | None = None) -> str:
-    """Hash of the config sections ``keys`` (and the seed), blind to inert new options."""
+                inert: dict[str, Any] | None = None,
+                derived: dict[str, Any] | None = None) -> str:
+    """Hash of the config sections ``keys`` (and the seed), blind to inert new options, and of
+    the ``derived`` inputs read from other stages' outputs (none: the config's hash alone)."""
     payload = {
         key: config[key].to_dict() if hasattr(config[key], "to_dict") else config[key]
         for key in ("seed", *keys)
     }
     _drop_inert(payload, INERT_DEFAULTS if inert is None else inert)
+    if derived:
+        payload["derived_inputs"] = derived
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -98,7 +106,8 @@ def run_stage(stage: Stage, config: ml_collections.ConfigDict, workdir: str) -> 
         return {"status": "missing", "issue": stage.issue}
     out_dir = os.path.join(workdir, stage.name)
     marker = os.path.join(out_dir, "stage.json")
-    digest = config_hash(config, stage.config_keys)
+    derived = stage.derived_inputs(config, workdir) if stage.derived_inputs else None
+    digest = config_hash(config, stage.config_keys, derived=derived)
     if os.path.exists(marker):
         with open(marker) as f:
             record = json.load(f)
@@ -117,6 +126,7 @@ def run_stage(stage: Stage, config: ml_collections.ConfigDict, workdir: str) -> 
     record = {
         "status": "done",
         "config_hash": digest,
+        **({"derived_inputs": derived} if derived else {}),
         "wall_time_s": time.time() - start,
         "result": result,
     }

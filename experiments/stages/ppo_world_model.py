@@ -205,6 +205,23 @@ def chosen_decoding(root: str) -> dict[str, float]:
     return {k: action[k] for k in ("copy_penalty", "maskgit_steps") if k in action}
 
 
+def chosen_env_overrides(section: ml_collections.ConfigDict, root: str) -> dict[str, Any]:
+    """The env fields that `section` (a `ppo_world_model` config) takes from the decode settings
+    chosen on val in workdir `root` (`use_chosen_copy_penalty` / `use_chosen_maskgit_steps`)."""
+    chosen, overrides = chosen_decoding(root), {}
+    if section.get("use_chosen_copy_penalty") and "copy_penalty" in chosen:
+        overrides["copy_penalty"] = float(chosen["copy_penalty"])
+    if section.get("use_chosen_maskgit_steps") and "maskgit_steps" in chosen:
+        overrides["num_maskgit_steps"] = int(chosen["maskgit_steps"])
+    return overrides
+
+
+def derived_inputs(config, workdir: str) -> dict[str, Any]:
+    """What the PPO-in-the-world-model stages read from the evaluation's record: they rerun
+    when a rerun of evaluate_world_models chooses other decode settings (pipeline.Stage)."""
+    return chosen_env_overrides(config.ppo_world_model, workdir)
+
+
 def stage_view(config, out_dir: str) -> ml_collections.ConfigDict:
     """The launcher-shaped PPO config of a pipeline `config` whose stage folder is `out_dir`:
     models and scenes of the same workdir, the policy section of `config.sft.model`, and the SFT
@@ -214,11 +231,7 @@ def stage_view(config, out_dir: str) -> ml_collections.ConfigDict:
     sft_dir = os.path.join(root, "sft")
     has_sft = os.path.isdir(os.path.join(sft_dir, "checkpoints"))
     env = ml_collections.ConfigDict(section.env.to_dict())
-    chosen = chosen_decoding(root)
-    if section.get("use_chosen_copy_penalty") and "copy_penalty" in chosen:
-        env.copy_penalty = float(chosen["copy_penalty"])
-    if section.get("use_chosen_maskgit_steps") and "maskgit_steps" in chosen:
-        env.num_maskgit_steps = int(chosen["maskgit_steps"])
+    env.update(chosen_env_overrides(section, root))
     return ml_collections.ConfigDict(dict(
         seed=config.seed, pipeline_workdir=root, sft_workdir=sft_dir if has_sft else "",
         reset_log_std=section.reset_log_std, tokenizer=config.tokenizer,

@@ -34,6 +34,21 @@ def test_stages_run_once_then_skip_until_their_config_changes(tmp_path):
     assert summary["train"]["result"] == {"size": 2}
 
 
+def test_a_stage_reruns_when_what_it_reads_from_an_earlier_stage_changes(tmp_path):
+    chosen, calls = {}, []
+    stages = [Stage("ppo", lambda config, out_dir: calls.append(dict(chosen)) or {}, ("model",),
+                    derived_inputs=lambda config, workdir: dict(chosen))]
+    for value in (None, None, 0.5, 0.5, -1.0):
+        if value is not None:
+            chosen["copy_penalty"] = value
+        run_pipeline(stages, _config(), str(tmp_path))
+    assert calls == [{}, {"copy_penalty": 0.5}, {"copy_penalty": -1.0}]
+    record = json.loads((tmp_path / "ppo" / "stage.json").read_text())
+    assert record["derived_inputs"] == {"copy_penalty": -1.0}
+    # no derived inputs: the config's hash alone, as before the field existed
+    assert config_hash(_config(), ("model",), derived={}) == config_hash(_config(), ("model",))
+
+
 def test_a_stage_its_config_turns_off_is_reported_as_skipped_not_done(tmp_path):
     stages = [Stage("off", lambda config, out_dir: {"skipped": 1.0}, ("model",))]
     for _ in range(2):  # the fresh record and the cached one read the same

@@ -69,6 +69,9 @@ def test_sft_then_ppo_from_sft(workdir):
                                                             "maskgit_steps": 1}}}))
         view = ppo_stage.stage_view(config, str(workdir / "ppo_world_model"))
         assert view.env.num_maskgit_steps == 1 != config.ppo_world_model.env.num_maskgit_steps
+        # ... and a new choice reruns the stage (its hash reads the chosen settings)
+        assert ppo_stage.derived_inputs(config, str(workdir)) == {"copy_penalty": 0.5,
+                                                                  "num_maskgit_steps": 1}
     finally:
         marker.unlink()
         marker.parent.rmdir()
