@@ -3,12 +3,16 @@ r"""Throughput of the world-model env (issue 6): scene-steps/s including decode 
   python -m experiments.benchmark_env --workdir=runs/tiny --batch_sizes=1,16,64,256 \
       --out=runs/tiny/benchmarks/env.json
 
+`--config` is the pipeline config the workdir was trained with (default `tiny`; overrides as in
+`experiments.main`, e.g. `--config.tokenizer.model.stem_factor=2`): its `tokenizer` and
+`world_models.action` sections restore the checkpoints, or size the random models.
+
 For each batch size: the compile time of jit(vmap(env.step)), then scene-steps/s of (a) a
 `lax.scan` over `--scan_steps` steps in one compiled program and (b) the same step called from a
 Python loop, one step per call. `--maniskill_steps` > 0 also times the ManiSkill two-camera rgb
 env (`RoboScape-v1`, random actions) on the same machine. With trained checkpoints in `--workdir`
-(train_tokenizer, train_world_models) the env uses them; otherwise randomly initialised `tiny`
-models of the same size stand in: throughput does not depend on the weights. Goals are random
+(train_tokenizer, train_world_models) the env uses them; otherwise randomly initialised
+models of the config's sizes stand in: throughput does not depend on the weights. Goals are random
 frames here (goal generation is a one-off cost per scene set, not part of a step).
 """
 
@@ -22,9 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
+from ml_collections import config_flags
 
-from experiments.configs.tokenizer import tokenizer_config
-from experiments.configs.world_model import world_model_config
 from roboscape_jax.env import EnvConfig, Scenes, WorldModelEnv
 from roboscape_jax.tokenizer import train as tok_train
 from roboscape_jax.tokenizer.losses import load_lpips_params
@@ -32,6 +35,9 @@ from roboscape_jax.tokenizer.model import init_params as init_tokenizer_params
 from roboscape_jax.world_model import train as wm_train
 from roboscape_jax.world_model.model import init_params
 
+_CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/tiny.py",
+                                          "Pipeline config of the models (tokenizer and "
+                                          "world_models.action sections).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Pipeline workdir with trained models (optional).")
 _BATCHES = flags.DEFINE_list("batch_sizes", ["1", "16", "64", "256"], "Scenes stepped at once.")
 _SCAN = flags.DEFINE_integer("scan_steps", 8, "Steps per timed lax.scan call.")
@@ -43,9 +49,10 @@ _MANISKILL = flags.DEFINE_integer("maniskill_steps", 0, "Steps of the ManiSkill 
 _OUT = flags.DEFINE_string("out", None, "Optional JSON result path.")
 
 
-def load_models(workdir: str | None):
-    """(tokenizer, tokenizer params, action model, action params, source)."""
-    tok_cfg, wm_cfg = tokenizer_config("tiny"), world_model_config("tiny", "action")
+def load_models(config, workdir: str | None):
+    """(tokenizer, tokenizer params, action model, action params, source) of the pipeline
+    `config`: trained in `workdir` where it has them, else randomly initialised."""
+    tok_cfg, wm_cfg = config.tokenizer, config.world_models.action
     if workdir and os.path.isdir(os.path.join(workdir, "train_world_models", "action")):
         tok, tok_params = tok_train.restore_params(os.path.join(workdir, "train_tokenizer"),
                                                    tok_cfg)
@@ -124,7 +131,7 @@ def bench_maniskill(num_steps: int) -> dict[str, float]:
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint file at INFO
-    tok, tok_params, model, params, source = load_models(_WORKDIR.value)
+    tok, tok_params, model, params, source = load_models(_CONFIG.value, _WORKDIR.value)
     env = WorldModelEnv(tok, model, EnvConfig(num_maskgit_steps=_MASKGIT.value))
     lpips = load_lpips_params()
     results = {"models": source, "maskgit_steps": _MASKGIT.value, "device": str(jax.devices()[0]),

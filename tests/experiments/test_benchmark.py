@@ -74,3 +74,28 @@ def test_purejaxrl_keys_are_ppo_config_fields():
     fields = set(vars(PPOConfig(total_timesteps=1)))
     assert set(keys) <= fields and "bootstrap_truncation" not in keys
     assert len(keys) == 14  # PureJaxRL's ppo.py reads these 14 (with ENV_NAME and DEBUG)
+
+
+def test_benchmark_env_sizes_its_models_from_the_pipeline_config(tmp_path):
+    """benchmark_env reads the models' sizes from `--config` (with overrides), as the workdir
+    it restores was trained with."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "env.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "experiments.benchmark_env",
+         f"--config={REPO_ROOT}/experiments/configs/tiny.py:debug",
+         "--config.world_models.action.model.width=16", "--batch_sizes=1", "--scan_steps=1",
+         "--repeats=1", "--loop_steps=0", f"--out={out}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["models"] == "random init" and result["best_scene_steps_per_s"] > 0
+    assert "best:" in run.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "experiments.benchmark_env",
+         f"--config={REPO_ROOT}/experiments/configs/tiny.py:debug",
+         "--config.world_models.action.model.widht=16"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "widht" in bad.stderr
