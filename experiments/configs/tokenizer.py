@@ -5,7 +5,9 @@ stacked vertically (third-view over wrist), [2 * image_size, image_size, 3].
 
 Token grid and vocabulary (see the module docstring of roboscape_jax/tokenizer/model.py):
   debug  128x64 frame, 8x down -> 16x8 tokens, 6 bits (2 x 2^3); trains in seconds.
-  tiny   128x64 frame, 8x down -> 16x8 tokens, 10 bits (one 1024-way code), LPIPS weight 1.
+  tiny   128x64 frame, 8x down -> 16x8 tokens, 10 bits (one 1024-way code), LPIPS weight 1;
+         the frame folded into 2x2 pixel blocks first (`model.stem_factor=2`, levels 32 / 64 /
+         128 wide at 64x32 / 32x16 / 16x8: no full-resolution convolution; see below).
          An 18-bit (2 x 2^9) tiny tokenizer reconstructed better (PSNR 25.2 dB OOD) but its codes
          flipped between consecutive frames on 45% of tokens (bits near the sign boundary), used
          only 20% of its codes, and no world model here could predict the flips (README,
@@ -43,10 +45,14 @@ Token grid and vocabulary (see the module docstring of roboscape_jax/tokenizer/m
          some training shape) gave out-of-domain LPIPS 0.0911 vs 0.0872 for the 4-scene
          tokenizer on the same episodes, 2400 steps each (docs/performance_history.md): the
          codes lack capacity, not colours, and the out-of-domain purple and pink objects still
-         come back red and yellow. A pixel-unshuffle stem (`model.stem_factor=2`, channels 32 x
-         (1, 2, 4): no full-resolution convolution) steps 1.57x faster and ran the 3200 steps
-         in 19.7 min (2026-12-07) at about the default's quality (out-of-domain LPIPS 0.0890 vs
-         0.0858, PSNR 23.97 vs 24.14 dB); off until the later stages are retrained on it.
+         come back red and yellow. The pixel-unshuffle stem (`model.stem_factor=2`, channels 32 x
+         (1, 2, 4), 1.64M parameters; before it: channels 16 x (1, 2, 4, 8), 1.66M, whose
+         full-resolution 16-channel convolutions were the step's slowest) steps 1.57x faster:
+         the 3200 steps in 19.7 min on a slow VM where the network without it took 23.6-26
+         (issue 4's 20 minutes), at about its quality (out-of-domain LPIPS 0.0890 vs 0.0858,
+         PSNR 23.97 vs 24.14 dB; the network without it cut to 2400 steps for 19 minutes:
+         0.0889 / 23.85); the world models, env and policies were retrained on its codes
+         (2026-12-07, docs/performance_history.md).
   base   as tiny with a wider, deeper network and 12 bits, for a GPU.
   paper  2^18 codes as 2 x 2^9 (RoboScape-R / 1X GENIE); 128x128 views, 16x down -> 16x8 tokens.
 """
@@ -128,6 +134,9 @@ def tokenizer_config(variant: str = "tiny") -> ml_collections.ConfigDict:
         c.eval_every_steps = 2
         c.eval.update(num_frames=8, batch_size=8, grid_frames=4, lpips=False)
     elif variant == "tiny":
+        # the pixel-unshuffle stem: 2x2 pixel blocks in, levels 32 / 64 / 128 wide at 64x32 /
+        # 32x16 / 16x8 (8x down as before), no full-resolution convolution
+        c.model.update(channels=32, channel_mults=(1, 2, 4), stem_factor=2)
         c.loss.moving_weight = 4.0
         c.input.batch_size = 8
         c.num_steps = 3200

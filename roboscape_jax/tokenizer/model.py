@@ -239,7 +239,9 @@ class FrameTokenizer(nn.Module):
             raise ValueError(f"stem_factor must be >= 1, got {self.stem_factor}")
         if self.stem_factor > 1 and self.reference_conditioning:
             raise ValueError("stem_factor > 1 is not implemented for reference-conditioned "
-                             "tokenizers (reference_conditioning=True)")
+                             "tokenizers (reference_conditioning=True): set model.stem_factor=1 "
+                             "(`tiny` before the stem: channels=16, "
+                             "channel_mults=(1, 2, 4, 8))")
         if self.reference_conditioning:
             self.reference_encoder = ReferenceEncoder(self.channels, self.channel_mults)
 

@@ -34,7 +34,7 @@ def test_world_models_read_the_tokenizers_codes(variant):
     config = _parse(f"--config={CONFIGS}/{variant.split(':')[0]}.py" + (":debug" if ":" in variant
                                                                          else ""))
     tok = config.tokenizer
-    down = 2 ** (len(tok.model.channel_mults) - 1)
+    down = tok.model.get("stem_factor", 1) * 2 ** (len(tok.model.channel_mults) - 1)
     for control in ("action", "text"):
         wm = config.world_models[control].model
         assert wm.num_bits == tok.model.num_bits, (variant, control)
