@@ -32,10 +32,8 @@ def _lazy(module: str, name: str) -> StageFn:
     return run
 
 
-def _ppo_world_model_inputs(config, workdir):
-    from experiments.stages.ppo_world_model import derived_inputs
-
-    return derived_inputs(config, workdir)
+# what the PPO-in-the-world-model stages read from evaluate_world_models' record
+_PPO_WM_INPUTS = _lazy("experiments.stages.ppo_world_model", "derived_inputs")
 
 
 def report(config, out_dir):
@@ -62,12 +60,12 @@ STAGES = [
     Stage("ppo_world_model",
           _lazy("experiments.stages.ppo_world_model", "run_ppo_world_model_stage"),
           ("data", "tokenizer", "world_models", "sft", "ppo_world_model"),
-          restart_on_change=True, derived_inputs=_ppo_world_model_inputs),
+          restart_on_change=True, derived_inputs=_PPO_WM_INPUTS),
     Stage("ppo_maniskill", _lazy("experiments.stages.ppo_maniskill", "run_ppo_maniskill"),
           ("data", "tokenizer", "sft", "ppo_maniskill"), restart_on_change=True),
     *[Stage(name, _lazy("experiments.stages.ppo_world_model", f"run_{name}"),
             ("data", "tokenizer", "world_models", "sft", "ppo_world_model", "reward_baselines"),
-            restart_on_change=True, derived_inputs=_ppo_world_model_inputs)
+            restart_on_change=True, derived_inputs=_PPO_WM_INPUTS)
       for name in ("ppo_embedding_reward", "ppo_proxy_reward")],
     Stage("evaluate", _lazy("experiments.stages.evaluate_policies", "run_evaluate_policies"),
           ("data", "tokenizer", "world_models", "sft", "ppo_world_model", "ppo_maniskill",

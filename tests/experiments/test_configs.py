@@ -7,6 +7,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments.configs import common
+from roboscape_jax.tokenizer.model import create_model
 from tests.conftest import REPO_ROOT
 
 CONFIGS = os.path.join(REPO_ROOT, "experiments", "configs")
@@ -34,7 +35,7 @@ def test_world_models_read_the_tokenizers_codes(variant):
     config = _parse(f"--config={CONFIGS}/{variant.split(':')[0]}.py" + (":debug" if ":" in variant
                                                                          else ""))
     tok = config.tokenizer
-    down = tok.model.get("stem_factor", 1) * 2 ** (len(tok.model.channel_mults) - 1)
+    down = create_model(tok.model).downsample_factor
     for control in ("action", "text"):
         wm = config.world_models[control].model
         assert wm.num_bits == tok.model.num_bits, (variant, control)
