@@ -20,6 +20,14 @@ CASES = {
     "dense_general": (nn.DenseGeneral((2, 32)), layers.DenseGeneral((2, 32)), (X,), {}),
     "dense_general_2_axes": (nn.DenseGeneral(7, axis=(-2, -1)),
                              layers.DenseGeneral(7, num_axes=2), (X,), {}),
+    # X as [B, H, W, C]: the image policy's strided conv and the transformer's patch embedding
+    "conv_same_stride_2": (nn.Conv(5, (3, 3), strides=(2, 2)),
+                           layers.Conv(5, (3, 3), strides=(2, 2)), (X,), {}),
+    "conv_valid_patches": (nn.Conv(4, (2, 2), strides=(2, 2), padding="VALID"),
+                           layers.Conv(4, (2, 2), strides=(2, 2), padding="VALID"), (X,), {}),
+    "conv_explicit_padding_lead_dims": (nn.Conv(3, (3, 2), padding=((1, 0), (2, 1))),
+                                        layers.Conv(3, (3, 2), padding=((1, 0), (2, 1))),
+                                        (X[None],), {}),
     "attention": (nn.MultiHeadDotProductAttention(num_heads=4, deterministic=True),
                   layers.MultiHeadDotProductAttention(4), (X, KV), {"mask": MASK}),
     "attention_many_keys": (nn.MultiHeadDotProductAttention(num_heads=4, deterministic=True),
@@ -92,3 +100,26 @@ def test_bfloat16_gradients_keep_the_parameter_dtypes():
 def test_dense_needs_a_positive_width():
     with pytest.raises(ValueError, match="positive int of features"):
         layers.Dense()
+
+
+def test_conv_gradient_inside_a_scan_matches_flax():
+    # the path PPO takes: the kernel's gradient computed inside a loop body
+    theirs, ours = nn.Conv(6, (3, 3), strides=(2, 2)), layers.Conv(6, (3, 3), strides=(2, 2))
+    params = theirs.init(jax.random.PRNGKey(3), X)
+
+    def scanned(module):
+        def body(p, x):
+            g = jax.grad(lambda p: jnp.sum(jnp.tanh(module.apply(p, x))))(p)
+            return jax.tree.map(lambda a, b: a - 0.1 * b, p, g), None
+        return jax.jit(lambda p: jax.lax.scan(body, p, jnp.stack([X, 2 * X, -X]))[0])
+
+    for a, b in zip(jax.tree.leaves(scanned(theirs)(params)),
+                    jax.tree.leaves(scanned(ours)(params)), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_conv_rejects_input_without_spatial_dims():
+    with pytest.raises(ValueError, match=r"\[..., H, W, C\] input, got shape \(8, 16\)"):
+        layers.Conv(4, (3, 3)).init(jax.random.PRNGKey(0), X[0, 0])
+    with pytest.raises(ValueError, match="Conv is 2-D"):
+        layers.Conv(4, (3, 3, 3)).init(jax.random.PRNGKey(0), X)

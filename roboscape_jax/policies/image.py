@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax.linen.initializers import constant, variance_scaling
 
+from roboscape_jax import layers
 from roboscape_jax.policies.distributions import DiagGaussian
 from roboscape_jax.policies.mlp import ACTIVATIONS
 
@@ -73,7 +74,8 @@ def gaussian_and_value(module: nn.Module, actor_in: jax.Array, critic_in: jax.Ar
 
 
 class ConvEncoder(nn.Module):
-    """Strided 3x3 convs (each halves H and W), then one dense layer.
+    """Strided 3x3 convs (each halves H and W), then one dense layer. The convs are
+    `layers.Conv` (flax's parameters): PPO takes their gradients inside a scan.
 
     frame uint8 [B, H, W, 3] -> float32 [B, out].
     """
@@ -85,8 +87,8 @@ class ConvEncoder(nn.Module):
     def __call__(self, frame: jax.Array) -> jax.Array:
         x = frame.astype(jnp.float32) / 255.0
         for width in self.features:
-            x = nn.Conv(width, (3, 3), strides=(2, 2), padding="SAME",
-                        kernel_init=scaled_init(2**0.5))(x)
+            x = layers.Conv(width, (3, 3), strides=(2, 2), padding="SAME",
+                            kernel_init=scaled_init(2**0.5))(x)
             x = nn.relu(x)
         x = x.reshape(x.shape[0], -1)
         return nn.relu(nn.Dense(self.out, kernel_init=scaled_init(2**0.5))(x))

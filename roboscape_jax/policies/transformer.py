@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 from flax.linen.initializers import normal
 
+from roboscape_jax import layers
 from roboscape_jax.policies.distributions import DiagGaussian
 from roboscape_jax.policies.image import check_observation, gaussian_and_value
 from roboscape_jax.world_model.transformer import Mlp
@@ -63,8 +64,8 @@ class ObservationTokens(nn.Module):
         if h % p or w % p:
             raise ValueError(f"patch_size {p} does not divide the frame's {h}x{w}")
         x = frame.astype(jnp.float32) / 255.0
-        patches = nn.Conv(self.width, (p, p), strides=(p, p), padding="VALID",
-                          name="patch_embed")(x)  # one linear map per patch: [B, H/p, W/p, D]
+        patches = layers.Conv(self.width, (p, p), strides=(p, p), padding="VALID",
+                              name="patch_embed")(x)  # one linear map per patch: [B, H/p, W/p, D]
         patches = patches.reshape(b, (h // p) * (w // p), self.width)
         position = self.param("position_embedding", normal(0.02), patches.shape[1:])
         text = nn.Dense(self.width, name="instruction")(instruction.astype(jnp.float32))
