@@ -103,14 +103,15 @@ def pipeline_config() -> ml_collections.ConfigDict:
     config.sft.augment_shift = 4
     config.sft.update(checkpoint_every_steps=500, eval_every_steps=1000)
 
-    # PPO in the action world model from the SFT policy (issue 7). Budget about 15 min: 12 updates
-    # of 16 scenes x 32 steps at the measured 7.6 env steps/s (README) are 13.5 min, plus the 16
-    # scenes' golden trajectories. `use_chosen_copy_penalty` / `use_chosen_maskgit_steps`:
-    # env.copy_penalty / env.num_maskgit_steps are the values the evaluate_world_models stage
-    # chose on val (when that stage has run).
+    # PPO in the action world model from the SFT policy (issue 7). Budget about 15 min: 48 updates
+    # of 16 scenes x 32 steps at about 13 s each (2 cores, 2026-12-07: the env's 512 steps 9.4
+    # s, 4 epochs of 4 minibatches 2.8 s since `layers.Conv`; 12 updates took 13.3 min before
+    # it), plus the 16 scenes' golden trajectories. `use_chosen_copy_penalty` /
+    # `use_chosen_maskgit_steps`: env.copy_penalty / env.num_maskgit_steps are the values the
+    # evaluate_world_models stage chose on val (when that stage has run).
     config.ppo_world_model = ppo_world_model_config("tiny")
     config.ppo_world_model.scenes.num_scenes = 16
-    config.ppo_world_model.ppo.total_timesteps = 16 * 32 * 12
+    config.ppo_world_model.ppo.total_timesteps = 16 * 32 * 48
     config.ppo_world_model.updates_per_checkpoint = 2
     config.ppo_world_model.use_chosen_copy_penalty = True
     config.ppo_world_model.use_chosen_maskgit_steps = True

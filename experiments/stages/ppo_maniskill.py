@@ -127,6 +127,18 @@ def wall_time_budget(c, root: str) -> float | None:
         return float(json.load(f)["wall_time_s"])
 
 
+def derived_inputs(config, workdir: str) -> dict[str, Any]:
+    """The wall-time budget this stage reads from the ppo_world_model stage's record (with
+    `match_wall_time`): a rerun of that stage reruns this one, so the two stay time-matched
+    (pipeline.Stage). Empty while there is no budget (or no record yet: running then fails
+    with `wall_time_budget`'s message)."""
+    c = config.ppo_maniskill
+    if not c.get("match_wall_time", False) or not os.path.exists(
+            os.path.join(workdir, "ppo_world_model", "stage.json")):
+        return {}
+    return {"wall_time_budget_s": round(wall_time_budget(c, workdir), 1)}
+
+
 def run_ppo_maniskill(config, out_dir: str) -> dict[str, Any]:
     """Trains (or resumes) PPO in the simulator; returns the last update's figures."""
     from data_pipeline import policy_eval  # needs ManiSkill

@@ -62,7 +62,8 @@ STAGES = [
           ("data", "tokenizer", "world_models", "sft", "ppo_world_model"),
           restart_on_change=True, derived_inputs=_PPO_WM_INPUTS),
     Stage("ppo_maniskill", _lazy("experiments.stages.ppo_maniskill", "run_ppo_maniskill"),
-          ("data", "tokenizer", "sft", "ppo_maniskill"), restart_on_change=True),
+          ("data", "tokenizer", "sft", "ppo_maniskill"), restart_on_change=True,
+          derived_inputs=_lazy("experiments.stages.ppo_maniskill", "derived_inputs")),
     *[Stage(name, _lazy("experiments.stages.ppo_world_model", f"run_{name}"),
             ("data", "tokenizer", "world_models", "sft", "ppo_world_model", "reward_baselines"),
             restart_on_change=True, derived_inputs=_PPO_WM_INPUTS)

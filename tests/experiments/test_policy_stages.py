@@ -165,6 +165,12 @@ def test_maniskill_wall_time_budget_is_the_world_model_stages(tmp_path):
     (tmp_path / "ppo_world_model").mkdir()
     (tmp_path / "ppo_world_model" / "stage.json").write_text(json.dumps({"wall_time_s": 42.5}))
     assert ppo_mani.wall_time_budget(c, str(tmp_path)) == 42.5
+    # the budget keys the stage's cache: a rerun world-model stage reruns the ManiSkill one
+    config = tiny.get_config("debug")
+    assert ppo_mani.derived_inputs(config, str(tmp_path)) == {}  # match_wall_time off
+    config.ppo_maniskill.match_wall_time = True
+    assert ppo_mani.derived_inputs(config, str(tmp_path)) == {"wall_time_budget_s": 42.5}
+    assert ppo_mani.derived_inputs(config, str(tmp_path / "none")) == {}  # no record yet
 
 
 def test_evaluate_in_maniskill_then_report(workdir, capsys):
