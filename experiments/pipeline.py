@@ -84,6 +84,18 @@ def _drop_inert(payload: dict[str, Any], inert: dict[str, Any]) -> None:
                 del parent[name]
 
 
+def stage_identity(workdir: str, name: str) -> list:
+    """What tells one finished run of stage `name` in `workdir` from another: its record's config
+    hash and wall time (or its checkpoint names while it has no record; [] if it never ran)."""
+    marker = os.path.join(workdir, name, "stage.json")
+    if os.path.exists(marker):
+        with open(marker) as f:
+            record = json.load(f)
+        return [record.get("config_hash"), record.get("wall_time_s")]
+    checkpoints = os.path.join(workdir, name, "checkpoints")
+    return sorted(os.listdir(checkpoints)) if os.path.isdir(checkpoints) else []
+
+
 def config_hash(config: ml_collections.ConfigDict, keys: tuple[str, ...],
                 inert: dict[str, Any] | None = None,
                 derived: dict[str, Any] | None = None) -> str:

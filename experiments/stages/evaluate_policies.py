@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from experiments.pipeline import stage_identity
 from roboscape_jax.utils.files import atomic_path, write_json
 from roboscape_jax.utils.stats import wilson_interval
 
@@ -167,16 +168,6 @@ def _read(path: str) -> dict[str, Any]:
         return json.load(f)
 
 
-def _stage_identity(root: str, stage: str) -> list:
-    """What tells one finished run of `stage` in `root` from another."""
-    marker = os.path.join(root, stage, "stage.json")
-    if os.path.exists(marker):
-        record = _read(marker)
-        return [record.get("config_hash"), record.get("wall_time_s")]
-    checkpoints = os.path.join(root, stage, "checkpoints")
-    return sorted(os.listdir(checkpoints)) if os.path.isdir(checkpoints) else []
-
-
 def run_ids(config, root: str, names: Sequence[str]) -> dict[str, str]:
     """{policy: digest of what its episodes depend on}: the evaluation settings, the scenes, and
     for a trained policy the tokenizer's and its own stage run. A stored episode with another
@@ -188,11 +179,17 @@ def run_ids(config, root: str, names: Sequence[str]) -> dict[str, str]:
         payload = {"policy": name, "evaluate": settings, "data": config.data.to_dict(),
                    "seed": config.seed}
         if name != "random":
-            payload["runs"] = [_stage_identity(root, "train_tokenizer"),
-                               _stage_identity(root, name)]
+            payload["runs"] = [stage_identity(root, "train_tokenizer"),
+                               stage_identity(root, name)]
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         ids[name] = hashlib.sha256(blob).hexdigest()[:16]
     return ids
+
+
+def derived_inputs(config, workdir: str) -> dict[str, Any]:
+    """The runs of the policies this stage evaluates (`run_ids`): a retrained policy reruns the
+    stage (pipeline.Stage), which then runs only that policy's episodes again."""
+    return {"policy_runs": run_ids(config, workdir, list(config.evaluate.policies))}
 
 
 def _episode_path(out_dir: str, name: str, key: str) -> str:

@@ -3,8 +3,9 @@ depends on (a change to one reruns it). Kept apart from `experiments.main` so te
 read the list without defining the launcher's flags."""
 
 import importlib
+from typing import Any
 
-from experiments.pipeline import Stage, StageFn
+from experiments.pipeline import Stage, StageFn, stage_identity
 
 
 def simulator_check(config, out_dir):
@@ -34,6 +35,13 @@ def _lazy(module: str, name: str) -> StageFn:
 
 # what the PPO-in-the-world-model stages read from evaluate_world_models' record
 _PPO_WM_INPUTS = _lazy("experiments.stages.ppo_world_model", "derived_inputs")
+
+
+def report_inputs(config, workdir: str) -> dict[str, Any]:
+    """The runs of every stage the report summarises: any rerun one reruns the report."""
+    del config
+    return {s.name: stage_identity(workdir, s.name) for s in STAGES
+            if s.run is not None and s.name != "report"}
 
 
 def report(config, out_dir):
@@ -70,7 +78,9 @@ STAGES = [
       for name in ("ppo_embedding_reward", "ppo_proxy_reward")],
     Stage("evaluate", _lazy("experiments.stages.evaluate_policies", "run_evaluate_policies"),
           ("data", "tokenizer", "world_models", "sft", "ppo_world_model", "ppo_maniskill",
-           "reward_baselines", "evaluate")),
+           "reward_baselines", "evaluate"),
+          derived_inputs=_lazy("experiments.stages.evaluate_policies", "derived_inputs")),
     Stage("report", report, ("data", "tokenizer", "world_models", "sft", "ppo_world_model",
-                             "ppo_maniskill", "reward_baselines", "evaluate")),
+                             "ppo_maniskill", "reward_baselines", "evaluate"),
+          derived_inputs=report_inputs),
 ]

@@ -7,7 +7,7 @@ import sys
 import ml_collections
 import pytest
 
-from experiments.pipeline import Stage, config_hash, run_pipeline, summary_table
+from experiments.pipeline import Stage, config_hash, run_pipeline, stage_identity, summary_table
 from tests.conftest import REPO_ROOT
 
 
@@ -47,6 +47,49 @@ def test_a_stage_reruns_when_what_it_reads_from_an_earlier_stage_changes(tmp_pat
     assert record["derived_inputs"] == {"copy_penalty": -1.0}
     # no derived inputs: the config's hash alone, as before the field existed
     assert config_hash(_config(), ("model",), derived={}) == config_hash(_config(), ("model",))
+
+
+def test_a_stage_reading_an_earlier_run_reruns_when_that_run_is_replaced(tmp_path):
+    # evaluate / report key their cache on the identity of the runs they read
+    trained, calls = {"size": 1}, []
+    stages = [Stage("policy", lambda config, out_dir: {}, ("model",)),
+              Stage("evaluate", lambda config, out_dir: calls.append(1) or {}, ("other",),
+                    derived_inputs=lambda config, workdir: {
+                        "policy": stage_identity(workdir, "policy")})]
+    assert stage_identity(str(tmp_path), "policy") == []  # never ran
+    run_pipeline(stages, _config(), str(tmp_path))
+    first = stage_identity(str(tmp_path), "policy")
+    assert first[0] == config_hash(_config(), ("model",)) and first[1] >= 0
+    run_pipeline(stages, _config(), str(tmp_path))
+    assert len(calls) == 1  # same policy run: evaluate cached
+    run_pipeline(stages, _config(size=trained["size"] + 1), str(tmp_path))
+    assert len(calls) == 2  # the policy reran: so does evaluate, though its own config did not
+
+
+def test_evaluate_and_report_read_the_policy_runs(tmp_path):
+    from experiments.configs import tiny
+    from experiments.stages import evaluate_policies, registry
+
+    config = tiny.get_config("debug")
+    stages = {s.name: s for s in registry.STAGES}
+    assert stages["report"].derived_inputs is registry.report_inputs
+
+    def inputs():
+        return (stages["evaluate"].derived_inputs(config, str(tmp_path)),
+                registry.report_inputs(config, str(tmp_path)))
+
+    before = inputs()
+    assert set(before[0]["policy_runs"]) == set(config.evaluate.policies)
+    (tmp_path / "ppo_world_model").mkdir()
+    (tmp_path / "ppo_world_model" / "stage.json").write_text(
+        json.dumps({"config_hash": "abc", "wall_time_s": 1.0}))
+    after = inputs()
+    assert after[1]["ppo_world_model"] == ["abc", 1.0] != before[1]["ppo_world_model"]
+    changed = {k for k, v in after[0]["policy_runs"].items()
+               if v != before[0]["policy_runs"][k]}
+    assert changed == {"ppo_world_model"}  # only that policy's episodes run again
+    assert evaluate_policies.run_ids(config, str(tmp_path), ["ppo_world_model"]) == {
+        "ppo_world_model": after[0]["policy_runs"]["ppo_world_model"]}
 
 
 def test_a_stage_its_config_turns_off_is_reported_as_skipped_not_done(tmp_path):
