@@ -64,6 +64,7 @@ INERT_DEFAULTS: dict[str, Any] = {
     "tokenizer.model.stem_factor": 1,
     "world_models.action.model.generated_margin_flag": False,
     "world_models.text.model.generated_margin_flag": False,
+    "text_ensemble.members": 1,
 }
 
 

@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 
 from experiments.configs.sft import DATASET_SUBDIR
+from experiments.stages.world_model import restore_text_model
 from roboscape_jax.env import EnvConfig, Scenes, WorldModelEnv, make_scenes, reward_baselines
 from roboscape_jax.policies import sft
 from roboscape_jax.rl import LogWrapper
@@ -60,9 +61,9 @@ def restore_models(config) -> dict[str, tuple[Any, Any]]:
     root = config.pipeline_workdir
     models = {"tokenizer": tok_train.restore_params(os.path.join(root, "train_tokenizer"),
                                                     config.tokenizer)}
-    for control in ("action", "text"):
-        models[control] = wm_train.restore_params(
-            os.path.join(root, "train_world_models", control), config.world_models[control])
+    models["action"] = wm_train.restore_params(os.path.join(root, "train_world_models", "action"),
+                                               config.world_models.action)
+    models["text"] = restore_text_model(config, root)  # one model or the text ensemble
     return models
 
 
@@ -236,7 +237,7 @@ def stage_view(config, out_dir: str) -> ml_collections.ConfigDict:
         seed=config.seed, pipeline_workdir=root, sft_workdir=sft_dir if has_sft else "",
         reset_log_std=section.reset_log_std, tokenizer=config.tokenizer,
         world_models=config.world_models, policy=config.sft.model, env=env,
-        scenes=section.scenes, ppo=section.ppo,
+        scenes=section.scenes, ppo=section.ppo, text_ensemble=config.text_ensemble,
         updates_per_checkpoint=section.updates_per_checkpoint,
         progress_every_s=config.progress_every_s))
 

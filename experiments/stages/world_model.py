@@ -12,6 +12,7 @@ import os
 import time
 from typing import Any
 
+import ml_collections
 import numpy as np
 
 from experiments.stages import trainer_parallel
@@ -19,7 +20,7 @@ from experiments.stages.tokenizer import dataset_dir
 from roboscape_jax.env import reward_baselines
 from roboscape_jax.tokenizer import train as tok_train
 from roboscape_jax.utils.files import write_json
-from roboscape_jax.world_model import data
+from roboscape_jax.world_model import data, ensemble
 from roboscape_jax.world_model import evaluate as wm_eval
 from roboscape_jax.world_model import train as wm_train
 
@@ -51,6 +52,50 @@ def run_train_world_models(config, out_dir: str) -> dict[str, Any]:
     return results
 
 
+def text_model_dirs(members: int, workdir: str) -> list[str]:
+    """Run folders of the text model's `members` (`text_ensemble.members`): train_world_models'
+    text model, then the train_text_ensemble stage's member1, member2, ..."""
+    dirs = [os.path.join(workdir, "train_world_models", "text")]
+    dirs += [os.path.join(workdir, "train_text_ensemble", f"member{k}") for k in range(1, members)]
+    missing = [d for d in dirs if not os.path.isdir(os.path.join(d, "checkpoints"))]
+    if missing:
+        raise FileNotFoundError(f"text_ensemble.members={members} needs trained text models in "
+                                f"{missing}: run the train_world_models and train_text_ensemble "
+                                "stages first")
+    return dirs
+
+
+def restore_text_model(config, workdir: str) -> tuple[Any, Any]:
+    """(model, params) of the pipeline's text model: one `WorldModel`, or an `EnsembleModel` of
+    `text_ensemble.members` of them (`ensemble.restore_ensemble`)."""
+    members = config.text_ensemble.members if "text_ensemble" in config else 1
+    return ensemble.restore_ensemble(text_model_dirs(members, workdir), config.world_models.text)
+
+
+def run_train_text_ensemble(config, out_dir: str) -> dict[str, Any]:
+    """Text models 1 .. members - 1 of the ensemble (`text_ensemble.members`), each the
+    train_world_models text model's config with seed + k, in `member<k>/` (resumable);
+    {"skipped": 1.0} with one member."""
+    members = config.text_ensemble.members
+    if members < 2:
+        print("text ensemble: text_ensemble.members = 1: skipped", flush=True)
+        return {"skipped": 1.0}
+    train, val = load_cache(out_dir, "train"), load_cache(out_dir, "val")
+    results = {}
+    for k in range(1, members):
+        start, member = time.time(), ml_collections.ConfigDict(config.world_models.text.to_dict())
+        member.seed = config.world_models.text.seed + k
+        path = os.path.join(out_dir, f"member{k}")
+        wm_train.train_and_evaluate(member, path, {"train": train, "held_out": val},
+                                    parallel=trainer_parallel(config, "world_models"))
+        with open(os.path.join(path, "eval", "metrics.json")) as f:
+            results[f"member{k}"] = {**json.load(f), "seed": member.seed,
+                                     "wall_s": time.time() - start}
+        print(f"text ensemble member{k}: " + ", ".join(
+            f"{k}={v:.4g}" for k, v in results[f"member{k}"].items()), flush=True)
+    return results
+
+
 def evenly_spaced(items: list, num: int) -> list:
     """At most `num` items, evenly spaced over `items` (all of them when there are fewer)."""
     if len(items) <= num:
@@ -73,11 +118,15 @@ def _contexts(config, out_dir: str,
                                                      config.tokenizer)
     lpips = tok_train.load_lpips_params()
     if model_dirs is None:
-        models = _workdir(out_dir, "train_world_models")
-        model_dirs = {control: os.path.join(models, control) for control in CONTROLS}
-    return {control: wm_eval.EvalContext(
-        *wm_train.restore_params(path, config.world_models[control]),
-        tok_model, tok_params, lpips) for control, path in model_dirs.items()}
+        models = {"action": wm_train.restore_params(
+                      os.path.join(_workdir(out_dir, "train_world_models"), "action"),
+                      config.world_models.action),
+                  "text": restore_text_model(config, os.path.dirname(out_dir))}
+    else:
+        models = {control: wm_train.restore_params(path, config.world_models[control])
+                  for control, path in model_dirs.items()}
+    return {control: wm_eval.EvalContext(*model, tok_model, tok_params, lpips)
+            for control, model in models.items()}
 
 
 Frames = dict[str, dict[str, np.ndarray]]  # split -> episode id -> uint8 [T, H, W, 3]

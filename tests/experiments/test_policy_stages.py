@@ -42,6 +42,7 @@ def workdir(tmp_path_factory):
     tok_stages.run_train_tokenizer(config, str(root / "train_tokenizer"))
     tok_stages.run_tokenize_dataset(config, str(root / "tokenize_dataset"))
     wm_stages.run_train_world_models(config, str(root / "train_world_models"))
+    wm_stages.run_train_text_ensemble(config, str(root / "train_text_ensemble"))
     return root
 
 

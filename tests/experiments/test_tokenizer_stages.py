@@ -4,6 +4,7 @@ it IND and OOD, cache tokens, train both world models and run their held-out eva
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 
@@ -57,6 +58,19 @@ def test_world_model_stages_train_and_evaluate(workdir):
     stats_path = workdir / "train_world_models" / "action" / "action_stats.json"
     stats = json.loads(stats_path.read_text())
     assert len(stats["mean"]) == 7 and min(stats["std"]) > 0
+    # the text ensemble's second member: the same text model with the next seed
+    assert config.text_ensemble.members == 2
+    members = wm_stages.run_train_text_ensemble(config, str(workdir / "train_text_ensemble"))
+    assert set(members) == {"member1"}
+    assert members["member1"]["seed"] == config.world_models.text.seed + 1
+    assert members["member1"]["step"] == config.world_models.text.num_steps
+    one = tiny.get_config("debug")
+    one.text_ensemble.members = 1
+    assert wm_stages.run_train_text_ensemble(one, str(workdir / "unused")) == {"skipped": 1.0}
+    model, params = wm_stages.restore_text_model(config, str(workdir))
+    assert model.size == 2 and jax.tree.leaves(params)[0].shape[0] == 2
+    with pytest.raises(FileNotFoundError, match="train_text_ensemble"):
+        wm_stages.text_model_dirs(3, str(workdir))
 
     results = wm_stages.run_evaluate_world_models(config, str(workdir / "evaluate_world_models"))
     action = results["action"]
