@@ -75,6 +75,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.tokenizer = tokenizer_config(variant)
     config.world_models = ml_collections.ConfigDict(dict(
         action=world_model_config(variant, "action"), text=world_model_config(variant, "text")))
+    # text-model members whose goals are decoded together (the pipeline's `text_ensemble`; 2 for
+    # a `tiny` workdir whose train_text_ensemble stage ran)
+    config.text_ensemble = ml_collections.ConfigDict(dict(members=1))
     config.policy = policy_config(variant)
     config.progress_every_s = 0.0 if variant == "debug" else 10.0
     return config
