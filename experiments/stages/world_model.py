@@ -39,17 +39,21 @@ def load_cache(out_dir: str, split: str) -> list[data.Episode]:
 def run_train_world_models(config, out_dir: str) -> dict[str, Any]:
     train, val = load_cache(out_dir, "train"), load_cache(out_dir, "val")
     print(f"world models: {len(train)} train episodes, {len(val)} validation episodes", flush=True)
-    results = {}
-    for control in CONTROLS:
-        start = time.time()
-        wm_train.train_and_evaluate(config.world_models[control], os.path.join(out_dir, control),
-                                    {"train": train, "held_out": val},
-                                    parallel=trainer_parallel(config, "world_models"))
-        with open(os.path.join(out_dir, control, "eval", "metrics.json")) as f:
-            results[control] = {**json.load(f), "wall_s": time.time() - start}
-        print(f"world model {control}: " + ", ".join(
-            f"{k}={v:.4g}" for k, v in results[control].items()), flush=True)
-    return results
+    return {control: _train_one(config, config.world_models[control],
+                                os.path.join(out_dir, control), train, val,
+                                f"world model {control}") for control in CONTROLS}
+
+
+def _train_one(config, section, path: str, train, val, label: str) -> dict[str, Any]:
+    """Trains (or resumes) one world model of `section` into `path`; its held-out metrics and
+    wall time, printed after `label`."""
+    start = time.time()
+    wm_train.train_and_evaluate(section, path, {"train": train, "held_out": val},
+                                parallel=trainer_parallel(config, "world_models"))
+    with open(os.path.join(path, "eval", "metrics.json")) as f:
+        result = {**json.load(f), "seed": section.seed, "wall_s": time.time() - start}
+    print(f"{label}: " + ", ".join(f"{name}={v:.4g}" for name, v in result.items()), flush=True)
+    return result
 
 
 def text_model_dirs(members: int, workdir: str) -> list[str]:
@@ -83,16 +87,10 @@ def run_train_text_ensemble(config, out_dir: str) -> dict[str, Any]:
     train, val = load_cache(out_dir, "train"), load_cache(out_dir, "val")
     results = {}
     for k in range(1, members):
-        start, member = time.time(), ml_collections.ConfigDict(config.world_models.text.to_dict())
+        member = ml_collections.ConfigDict(config.world_models.text.to_dict())
         member.seed = config.world_models.text.seed + k
-        path = os.path.join(out_dir, f"member{k}")
-        wm_train.train_and_evaluate(member, path, {"train": train, "held_out": val},
-                                    parallel=trainer_parallel(config, "world_models"))
-        with open(os.path.join(path, "eval", "metrics.json")) as f:
-            results[f"member{k}"] = {**json.load(f), "seed": member.seed,
-                                     "wall_s": time.time() - start}
-        print(f"text ensemble member{k}: " + ", ".join(
-            f"{k}={v:.4g}" for k, v in results[f"member{k}"].items()), flush=True)
+        results[f"member{k}"] = _train_one(config, member, os.path.join(out_dir, f"member{k}"),
+                                           train, val, f"text ensemble member{k}")
     return results
 
 
