@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from typing import Any
@@ -213,8 +214,16 @@ TRAINING_CURVES = (
 
 
 def training_curves(root: str) -> list[tuple[str, str]]:
-    """The (source, name) of TRAINING_CURVES that the workdir `root` holds."""
-    return [(source, name) for source, name in TRAINING_CURVES
+    """The (source, name) of TRAINING_CURVES, then of each text-ensemble member's curves
+    (train_text_ensemble/member<k>), that the workdir `root` holds."""
+    members = os.path.join(root, "train_text_ensemble")
+    numbers = sorted(int(name[len("member"):]) for name in
+                     (os.listdir(members) if os.path.isdir(members) else ())
+                     if re.fullmatch(r"member\d+", name))
+    candidates = [*TRAINING_CURVES, *[(f"train_text_ensemble/member{k}/curves.png",
+                                       f"text world model, ensemble member {k}")
+                                      for k in numbers]]
+    return [(source, name) for source, name in candidates
             if os.path.exists(os.path.join(root, source))]
 
 

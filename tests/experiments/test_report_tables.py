@@ -74,3 +74,10 @@ def test_training_curves_section_lists_what_the_trainers_wrote(tmp_path):
     section = "\n".join(report.training_curves_section(str(tmp_path)))
     assert "![action world model](curves/train_world_models_action_curves.png)" in section
     assert "tokenizer" not in section
+    for k in (2, 1, 10):  # listed in member order, not in the folder's name order
+        (tmp_path / "train_text_ensemble" / f"member{k}").mkdir(parents=True)
+        (tmp_path / "train_text_ensemble" / f"member{k}" / "curves.png").write_bytes(b"png")
+    (tmp_path / "train_text_ensemble" / "member3").mkdir()  # not trained yet: no curves
+    names = [name for _, name in report.training_curves(str(tmp_path))]
+    assert names == ["action world model", *[f"text world model, ensemble member {k}"
+                                             for k in (1, 2, 10)]]
