@@ -7,14 +7,17 @@ reported on `val` for comparison. Figures, plots and GIFs go to `<stage>/<contro
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shutil
 import time
 from typing import Any
 
 import ml_collections
 import numpy as np
 
+from experiments import pipeline
 from experiments.stages import trainer_parallel
 from experiments.stages.tokenizer import dataset_dir
 from roboscape_jax.env import reward_baselines
@@ -46,14 +49,57 @@ def run_train_world_models(config, out_dir: str) -> dict[str, Any]:
 
 def _train_one(config, section, path: str, train, val, label: str) -> dict[str, Any]:
     """Trains (or resumes) one world model of `section` into `path`; its held-out metrics and
-    wall time, printed after `label`."""
+    wall time, printed after `label`. A model that finished in a replaced run of this stage
+    (the pipeline moves a stage whose config changed aside) with the same identity
+    (`model_identity`) is copied from there instead of trained again: changing the text model
+    does not retrain the action model."""
     start = time.time()
+    identity = model_identity(config, section)
+    source = None if os.path.exists(path) else carry_over(path, identity)
+    if source:
+        print(f"{label}: data, tokenizer and its own section as in {source}, where it finished: "
+              "copied from there, not trained again", flush=True)
     wm_train.train_and_evaluate(section, path, {"train": train, "held_out": val},
                                 parallel=trainer_parallel(config, "world_models"))
+    write_json(os.path.join(path, IDENTITY_FILE), {"identity": identity})
     with open(os.path.join(path, "eval", "metrics.json")) as f:
         result = {**json.load(f), "seed": section.seed, "wall_s": time.time() - start}
     print(f"{label}: " + ", ".join(f"{name}={v:.4g}" for name, v in result.items()), flush=True)
-    return result
+    return {**result, "carried_over_from": source} if source else result
+
+
+IDENTITY_FILE = "identity.json"  # a finished world model's `model_identity`
+
+
+def model_identity(config, section) -> str:
+    """What a trained world model depends on: the pipeline's seed, the data and tokenizer sections
+    (the token cache it learned from) and its own section (seed and steps included)."""
+    probe = {"seed": config.seed, "data": config.data.to_dict(),
+             "tokenizer": config.tokenizer.to_dict(),
+             "world_models": {section.model.control: section.to_dict()}}
+    return pipeline.config_hash(probe, ("data", "tokenizer", "world_models"))
+
+
+def carry_over(path: str, identity: str) -> str | None:
+    """Copies into `path` (atomically) the finished model of this `identity` that a replaced run of
+    its stage holds at the same place (`<stage>.replaced-<hash>/<name>`); returns the folder it
+    came from, or None when there is none."""
+    stage_dir, name = os.path.split(os.path.normpath(path))
+    for aside in sorted(glob.glob(glob.escape(stage_dir) + ".replaced-*")):
+        source = os.path.join(aside, name)
+        marker = os.path.join(source, IDENTITY_FILE)
+        if not (os.path.exists(marker) and os.path.exists(os.path.join(source, "eval",
+                                                                           "metrics.json"))):
+            continue
+        with open(marker) as f:
+            if json.load(f).get("identity") != identity:
+                continue
+        partial = f"{path}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(source, partial)
+        os.rename(partial, path)
+        return source
+    return None
 
 
 def text_model_dirs(members: int, workdir: str) -> list[str]:

@@ -3,6 +3,7 @@ it IND and OOD, cache tokens, train both world models and run their held-out eva
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -112,8 +113,56 @@ def test_world_model_stages_train_and_evaluate(workdir):
     assert (out / "rewards" / "curves_ood.png").exists()
     assert "changed-token acc" in wm_stages.headline(results)
 
+    # The stage rerun after only the text model's section changed (the pipeline moved the old
+    # run aside): the finished action model is copied, the text model trained again.
+    again = workdir / "again"
+    again.mkdir()
+    os.symlink(workdir / "tokenize_dataset", again / "tokenize_dataset")
+    shutil.copytree(workdir / "train_world_models", again / "train_world_models.replaced-0")
+    changed = tiny.get_config("debug")
+    changed.world_models.text.num_steps += 1
+    redone = wm_stages.run_train_world_models(changed, str(again / "train_world_models"))
+    assert redone["action"]["carried_over_from"] == str(
+        again / "train_world_models.replaced-0" / "action")
+    assert redone["action"]["token_accuracy"] == trained["action"]["token_accuracy"]
+    assert "carried_over_from" not in redone["text"]
+    assert redone["text"]["step"] == changed.world_models.text.num_steps
+
 
 def test_frame_rule_reward_pays_each_frame_what_reaching_it_earned():
     ep = wm_stages.data.Episode(np.zeros((4, 1, 1), np.int32), np.zeros((4, 7), np.float32),
                                 np.zeros(4, np.float32), reward=np.asarray([0.1, 0.2, 1.0, 0.0]))
     np.testing.assert_allclose(wm_stages.frame_rule_reward(ep), [0.1, 0.1, 0.2, 1.0])
+
+
+def test_model_identity_covers_the_data_the_tokenizer_and_the_models_own_section():
+    config = tiny.get_config("debug")
+    action, text = config.world_models.action, config.world_models.text
+    base = wm_stages.model_identity(config, action)
+    assert base == wm_stages.model_identity(tiny.get_config("debug"), action)
+    assert base != wm_stages.model_identity(config, text)
+    config.world_models.text.num_steps += 1  # the other model's section
+    assert wm_stages.model_identity(config, config.world_models.action) == base
+    config.world_models.action.seed += 1
+    assert wm_stages.model_identity(config, config.world_models.action) != base
+    for section, field, value in (("tokenizer", "num_steps", 7), ("data", "image_size", 32)):
+        other = tiny.get_config("debug")
+        other[section][field] = value
+        assert wm_stages.model_identity(other, other.world_models.action) != base, section
+
+
+def test_carry_over_copies_only_a_finished_run_of_the_same_identity(tmp_path):
+    stage = tmp_path / "train_world_models"
+    path = str(stage / "action")
+    assert wm_stages.carry_over(path, "abc") is None  # no replaced run
+    old = tmp_path / "train_world_models.replaced-1" / "action"
+    (old / "checkpoints").mkdir(parents=True)
+    (old / wm_stages.IDENTITY_FILE).write_text(json.dumps({"identity": "abc"}))
+    assert wm_stages.carry_over(path, "abc") is None  # not finished: no held-out metrics
+    (old / "eval").mkdir()
+    (old / "eval" / "metrics.json").write_text("{}")
+    assert wm_stages.carry_over(path, "other") is None  # another identity
+    assert not os.path.exists(path)
+    assert wm_stages.carry_over(path, "abc") == str(old)
+    assert sorted(os.listdir(path)) == ["checkpoints", "eval", wm_stages.IDENTITY_FILE]
+    assert not os.path.exists(path + ".partial")
