@@ -47,27 +47,6 @@ def run_train_world_models(config, out_dir: str) -> dict[str, Any]:
                                 f"world model {control}") for control in CONTROLS}
 
 
-def _train_one(config, section, path: str, train, val, label: str) -> dict[str, Any]:
-    """Trains (or resumes) one world model of `section` into `path`; its held-out metrics and
-    wall time, printed after `label`. A model that finished in a replaced run of this stage
-    (the pipeline moves a stage whose config changed aside) with the same identity
-    (`model_identity`) is copied from there instead of trained again: changing the text model
-    does not retrain the action model."""
-    start = time.time()
-    identity = model_identity(config, section)
-    source = None if os.path.exists(path) else carry_over(path, identity)
-    if source:
-        print(f"{label}: data, tokenizer and its own section as in {source}, where it finished: "
-              "copied from there, not trained again", flush=True)
-    wm_train.train_and_evaluate(section, path, {"train": train, "held_out": val},
-                                parallel=trainer_parallel(config, "world_models"))
-    write_json(os.path.join(path, IDENTITY_FILE), {"identity": identity})
-    with open(os.path.join(path, "eval", "metrics.json")) as f:
-        result = {**json.load(f), "seed": section.seed, "wall_s": time.time() - start}
-    print(f"{label}: " + ", ".join(f"{name}={v:.4g}" for name, v in result.items()), flush=True)
-    return {**result, "carried_over_from": source} if source else result
-
-
 IDENTITY_FILE = "identity.json"  # a finished world model's `model_identity`
 
 
@@ -100,6 +79,27 @@ def carry_over(path: str, identity: str) -> str | None:
         os.rename(partial, path)
         return source
     return None
+
+
+def _train_one(config, section, path: str, train, val, label: str) -> dict[str, Any]:
+    """Trains (or resumes) one world model of `section` into `path`; its held-out metrics and
+    wall time, printed after `label`. A model that finished in a replaced run of this stage
+    (the pipeline moves a stage whose config changed aside) with the same identity
+    (`model_identity`) is copied from there instead of trained again: changing the text model
+    does not retrain the action model."""
+    start = time.time()
+    identity = model_identity(config, section)
+    source = None if os.path.exists(path) else carry_over(path, identity)
+    if source:
+        print(f"{label}: data, tokenizer and its own section as in {source}, where it finished: "
+              "copied from there, not trained again", flush=True)
+    wm_train.train_and_evaluate(section, path, {"train": train, "held_out": val},
+                                parallel=trainer_parallel(config, "world_models"))
+    write_json(os.path.join(path, IDENTITY_FILE), {"identity": identity})
+    with open(os.path.join(path, "eval", "metrics.json")) as f:
+        result = {**json.load(f), "seed": section.seed, "wall_s": time.time() - start}
+    print(f"{label}: " + ", ".join(f"{name}={v:.4g}" for name, v in result.items()), flush=True)
+    return {**result, "carried_over_from": source} if source else result
 
 
 def text_model_dirs(members: int, workdir: str) -> list[str]:
