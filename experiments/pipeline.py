@@ -150,16 +150,29 @@ def run_stage(stage: Stage, config: ml_collections.ConfigDict, workdir: str) -> 
 def run_pipeline(
     stages: list[Stage], config: ml_collections.ConfigDict, workdir: str
 ) -> dict[str, dict[str, Any]]:
-    """Runs every stage in order, printing a line per stage and a summary table at the end."""
+    """Runs every stage in order, printing a line per stage and a summary table at the end.
+    The workdir's `pipeline_summary.json` keeps the records of stages not in `stages` (a run of
+    `--only` updates the stages it ran)."""
+    summary_path = os.path.join(workdir, "pipeline_summary.json")
     records = {}
     for stage in stages:
         print(f"== stage {stage.name}", flush=True)
         records[stage.name] = record = run_stage(stage, config, workdir)
         print(f"== stage {stage.name}: {describe(record)}", flush=True)
-    write_json(os.path.join(workdir, "pipeline_summary.json"), records, sort_keys=False,
+    write_json(summary_path, {**_previous_summary(summary_path), **records}, sort_keys=False,
                default=str)
     print(summary_table(records), flush=True)
     return records
+
+
+def _previous_summary(path: str) -> dict[str, Any]:
+    """The stage records of an earlier `pipeline_summary.json` ({} if none or unreadable)."""
+    try:
+        with open(path) as f:
+            previous = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return previous if isinstance(previous, dict) else {}
 
 
 SKIPPED = "skipped (off in this config)"  # how a stage its config turns off is listed

@@ -34,6 +34,16 @@ def test_stages_run_once_then_skip_until_their_config_changes(tmp_path):
     assert summary["train"]["result"] == {"size": 2}
 
 
+def test_a_run_of_some_stages_keeps_the_others_in_the_summary(tmp_path):
+    stages = [Stage("first", lambda config, out_dir: {"n": 1}, ("model",)),
+              Stage("second", lambda config, out_dir: {"n": config.model.size}, ("model",))]
+    run_pipeline(stages, _config(), str(tmp_path))
+    run_pipeline(stages[1:], _config(size=2), str(tmp_path))  # as `--only=second`
+    summary = json.loads((tmp_path / "pipeline_summary.json").read_text())
+    assert list(summary) == ["first", "second"]
+    assert summary["first"]["result"] == {"n": 1} and summary["second"]["result"] == {"n": 2}
+
+
 def test_a_stage_reruns_when_what_it_reads_from_an_earlier_stage_changes(tmp_path):
     chosen, calls = {}, []
     stages = [Stage("ppo", lambda config, out_dir: calls.append(dict(chosen)) or {}, ("model",),
