@@ -28,11 +28,13 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments.stages.world_model import MARGIN_CALIBRATION_FILE
 from roboscape_jax.env import EnvConfig, Scenes, WorldModelEnv
 from roboscape_jax.tokenizer import train as tok_train
 from roboscape_jax.tokenizer.losses import load_lpips_params
 from roboscape_jax.tokenizer.model import init_params as init_tokenizer_params
 from roboscape_jax.world_model import train as wm_train
+from roboscape_jax.world_model.margins import MarginCalibration, load_calibration
 from roboscape_jax.world_model.model import init_params
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/tiny.py",
@@ -46,7 +48,25 @@ _LOOP = flags.DEFINE_integer("loop_steps", 8, "Steps of the one-step-per-call Py
                              "(0: skip it).")
 _MASKGIT = flags.DEFINE_integer("maskgit_steps", 2, "MaskGIT decoding passes per frame.")
 _MANISKILL = flags.DEFINE_integer("maniskill_steps", 0, "Steps of the ManiSkill rgb env (0: skip).")
+_MARGINS = flags.DEFINE_enum("rollout_margins", None, ["model", "decoded"],
+                             "A generated frame's bit margins (world models that read them): "
+                             "from the model's bit probabilities or its decoded image re-encoded "
+                             "(default: the config's world_model_eval.rollout_margins).")
 _OUT = flags.DEFINE_string("out", None, "Optional JSON result path.")
+
+
+def margin_calibration(config, workdir: str | None) -> MarginCalibration | None:
+    """The env's margin calibration under `--rollout_margins`: the workdir's fitted one where it
+    has it, else a flat stand-in (the step's cost does not depend on its values); None for
+    "decoded"."""
+    mode = _MARGINS.value or config.world_model_eval.get("rollout_margins", "decoded")
+    if mode == "decoded":
+        return None
+    path = os.path.join(workdir or "", "evaluate_world_models", "action", "eval",
+                        MARGIN_CALIBRATION_FILE)
+    if workdir and os.path.exists(path):
+        return load_calibration(path)
+    return MarginCalibration(jnp.array([-1.0, 1.0]), jnp.array([0.5, 0.5]))
 
 
 def load_models(config, workdir: str | None):
@@ -134,10 +154,13 @@ def main(argv):
     tok, tok_params, model, params, source = load_models(_CONFIG.value, _WORKDIR.value)
     env = WorldModelEnv(tok, model, EnvConfig(num_maskgit_steps=_MASKGIT.value))
     lpips = load_lpips_params()
+    calibration = margin_calibration(_CONFIG.value, _WORKDIR.value)
     results = {"models": source, "maskgit_steps": _MASKGIT.value, "device": str(jax.devices()[0]),
-               "batches": []}
+               "rollout_margins": "model" if calibration is not None and model.config.margin_inputs
+               else "decoded", "batches": []}
     for batch in map(int, _BATCHES.value):
-        env_params = env.make_params(tok_params, params, lpips, random_scenes(batch))
+        env_params = env.make_params(tok_params, params, lpips, random_scenes(batch),
+                                     margin_calibration=calibration)
         row = bench_batch(env, env_params, batch)
         results["batches"].append(row)
         print(f"batch {batch:4d}: compile {row['step_compile_s']:.1f} s (scan "
@@ -150,7 +173,8 @@ def main(argv):
               f"{results['maniskill_rgb_steps_per_s']:.1f} steps/s", flush=True)
     best = max(r["scan_scene_steps_per_s"] for r in results["batches"])
     results["best_scene_steps_per_s"] = best
-    print(f"best: {best:.1f} scene-steps/s ({source} models)")
+    print(f"best: {best:.1f} scene-steps/s ({source} models, {results['rollout_margins']} "
+          "margins)")
     if _OUT.value:
         os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
         with open(_OUT.value, "w") as f:

@@ -65,6 +65,7 @@ INERT_DEFAULTS: dict[str, Any] = {
     "world_models.action.model.generated_margin_flag": False,
     "world_models.text.model.generated_margin_flag": False,
     "text_ensemble.members": 1,
+    "world_model_eval.rollout_margins": "decoded",
 }
 
 

@@ -96,7 +96,14 @@ def pipeline_config() -> ml_collections.ConfigDict:
         # MaskGIT passes per generated frame, chosen on val with the copy penalty (ties go to
         # fewer: one pass steps the `tiny` env 17-20% faster than two, and on `runs/tiny` gave
         # the same val 8-step LPIPS, 0.0899 vs 0.0900 at penalty -2)
-        maskgit_steps=(1, 2)))
+        maskgit_steps=(1, 2),
+        # A generated frame's bit margins in rollouts and the env: "model" reads them from the
+        # action model's own bit probabilities (world_model/margins.py, calibrated on train
+        # windows); "decoded" re-encodes its decoded image, whose decode-encode error the model
+        # reads as motion (`runs/tiny`, 8-step LPIPS against the tokenized copy at penalty
+        # -2 / 0: val -0.1% / -4.1% decoded, +0.4% / +1.2% model; ood -3.2% / -8.2%, 0.0% /
+        # +0.7%; 2026-12-07) and costs an encoder pass per env step.
+        rollout_margins="model"))
 
     # Behaviour cloning (issue 7) on tokenized frames, as the world-model env and the ManiSkill
     # adapter show them; `sft.model` is the policy PPO starts from. 4.9 min on 2 idle CPU cores

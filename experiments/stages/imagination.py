@@ -75,7 +75,11 @@ def run_imagination(config, root: str, out_dir: str) -> dict[str, dict[str, Any]
     traces = load_traces(root)
     if not traces:
         return {}
-    from experiments.stages.ppo_world_model import restore_models, stage_view
+    from experiments.stages.ppo_world_model import (
+        pipeline_margin_calibration,
+        restore_models,
+        stage_view,
+    )
     from roboscape_jax.env import EnvConfig, Scenes, WorldModelEnv
     from roboscape_jax.tokenizer import train as tok_train
 
@@ -88,7 +92,8 @@ def run_imagination(config, root: str, out_dir: str) -> dict[str, dict[str, Any]
     scenes = Scenes(jnp.asarray(first), jnp.asarray(np.stack([traces[n]["instruction"]
                                                               for n in names])),
                     jnp.asarray(first), jnp.zeros((len(names),), bool))
-    env_params = env.make_params(tok_params, params, tok_train.load_lpips_params(), scenes)
+    env_params = env.make_params(tok_params, params, tok_train.load_lpips_params(), scenes,
+                                 margin_calibration=pipeline_margin_calibration(root))
     steps = [len(traces[n]["actions"]) for n in names]
     actions = np.zeros((len(names), max(steps), 7), np.float32)  # padded; the tail is dropped
     for i, n in enumerate(names):

@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 
 from experiments.configs.sft import DATASET_SUBDIR
-from experiments.stages.world_model import restore_text_model
+from experiments.stages.world_model import MARGIN_CALIBRATION_FILE, restore_text_model
 from roboscape_jax.env import EnvConfig, Scenes, WorldModelEnv, make_scenes, reward_baselines
 from roboscape_jax.policies import sft
 from roboscape_jax.rl import LogWrapper
@@ -38,6 +38,7 @@ from roboscape_jax.tokenizer.model import init_params as init_tokenizer_params
 from roboscape_jax.utils.files import write_json
 from roboscape_jax.world_model import data
 from roboscape_jax.world_model import train as wm_train
+from roboscape_jax.world_model.margins import MarginCalibration, load_calibration
 from roboscape_jax.world_model.model import create_model as create_world_model
 from roboscape_jax.world_model.model import init_params as init_world_model_params
 
@@ -153,12 +154,27 @@ def make_env(config, workdir: str) -> tuple[WorldModelEnv, Any]:
                              "pipeline_workdir to a workdir whose evaluate_world_models ran")
         head = reward_baselines.load_reward_head(
             reward_head_path(config.pipeline_workdir, env.config.reward))
-    return env, env.make_params(tok_params, params, tok_train.load_lpips_params(), scenes, head)
+    return env, env.make_params(tok_params, params, tok_train.load_lpips_params(), scenes, head,
+                                pipeline_margin_calibration(config.pipeline_workdir))
 
 
 def reward_head_path(root: str, name: str) -> str:
     """Where the evaluate_world_models stage of workdir `root` saves the `name` baseline head."""
     return os.path.join(root, "evaluate_world_models", "rewards", f"{name}_head.msgpack")
+
+
+def margin_calibration_path(root: str) -> str:
+    """Where the evaluate_world_models stage of workdir `root` saves the rollouts' margin
+    calibration (`world_model_eval.rollout_margins="model"`)."""
+    return os.path.join(root, "evaluate_world_models", "action", "eval", MARGIN_CALIBRATION_FILE)
+
+
+def pipeline_margin_calibration(root: str | None) -> MarginCalibration | None:
+    """The margin calibration the evaluation's rollouts used in workdir `root`, so that the env
+    generates frames as they did; None where it wrote none (margins of the decoded image)."""
+    if root and os.path.exists(margin_calibration_path(root)):
+        return load_calibration(margin_calibration_path(root))
+    return None
 
 
 def initial_policy_params(config, env: WorldModelEnv, env_params) -> Any | None:
@@ -197,13 +213,15 @@ def run_ppo_world_model(config, workdir: str) -> dict[str, float]:
 
 def chosen_decoding(root: str) -> dict[str, float]:
     """The decode settings the evaluate_world_models stage of workdir `root` chose on val:
-    {"copy_penalty", "maskgit_steps"} as far as its record has them ({} before that stage)."""
+    {"copy_penalty", "maskgit_steps", "rollout_margins"} as far as its record has them ({}
+    before that stage)."""
     marker = os.path.join(root, "evaluate_world_models", "stage.json")
     if not os.path.exists(marker):
         return {}
     with open(marker) as f:
         action = json.load(f)["result"]["action"]
-    return {k: action[k] for k in ("copy_penalty", "maskgit_steps") if k in action}
+    return {k: action[k] for k in ("copy_penalty", "maskgit_steps", "rollout_margins")
+            if k in action}
 
 
 def chosen_env_overrides(section: ml_collections.ConfigDict, root: str) -> dict[str, Any]:
@@ -219,8 +237,12 @@ def chosen_env_overrides(section: ml_collections.ConfigDict, root: str) -> dict[
 
 def derived_inputs(config, workdir: str) -> dict[str, Any]:
     """What the PPO-in-the-world-model stages read from the evaluation's record: they rerun
-    when a rerun of evaluate_world_models chooses other decode settings (pipeline.Stage)."""
-    return chosen_env_overrides(config.ppo_world_model, workdir)
+    when a rerun of evaluate_world_models chooses other decode settings or margins
+    (pipeline.Stage)."""
+    chosen = chosen_decoding(workdir)
+    margins = {"rollout_margins": chosen["rollout_margins"]} if chosen.get(
+        "rollout_margins", "decoded") != "decoded" else {}
+    return {**chosen_env_overrides(config.ppo_world_model, workdir), **margins}
 
 
 def stage_view(config, out_dir: str) -> ml_collections.ConfigDict:

@@ -26,6 +26,7 @@ from roboscape_jax.utils.files import write_json
 from roboscape_jax.world_model import data, ensemble
 from roboscape_jax.world_model import evaluate as wm_eval
 from roboscape_jax.world_model import train as wm_train
+from roboscape_jax.world_model.margins import save_calibration
 
 CONTROLS = ("action", "text")
 
@@ -48,6 +49,8 @@ def run_train_world_models(config, out_dir: str) -> dict[str, Any]:
 
 
 IDENTITY_FILE = "identity.json"  # a finished world model's `model_identity`
+# evaluate_world_models/action/eval/: the rollouts' margin calibration (rollout_margins="model")
+MARGIN_CALIBRATION_FILE = "margin_calibration.json"
 
 
 def model_identity(config, section) -> str:
@@ -199,12 +202,19 @@ def evaluate_action(config, ctx: wm_eval.EvalContext, out_dir: str,
     starts = {split: wm_eval.rollout_starts(
         splits[split], frames[split], num_context=wm.model.num_frames - 1, horizon=ev.horizon,
         starts_per_episode=ev.starts_per_episode, seed=config.seed) for split in ("val", "ood")}
+    # A generated frame's bit margins: read from the model's bit probabilities through a
+    # calibration fitted on train windows ("model"), or those of its decoded image ("decoded").
+    calibration = None
+    if wm.model.get("margin_inputs", False) and ev.get("rollout_margins", "decoded") == "model":
+        calibration = wm_eval.fit_rollout_margins(ctx, splits["train"], seed=config.seed)
+        save_calibration(os.path.join(out, "eval", MARGIN_CALIBRATION_FILE), calibration)
     # Every decode-time setting (copy penalty, MaskGIT passes) is scored on val only.
     steps_options = tuple(ev.get("maskgit_steps", (wm.sampling.num_steps,)))
     sweep = {p: one_step("val", p) for p in wm.sampling.copy_penalties}
     rollout_fns, val_open_loop = {}, {}
     for num_steps in steps_options:
-        penalised = wm_eval.make_penalised_rollout_fn(ctx, num_steps=num_steps)
+        penalised = wm_eval.make_penalised_rollout_fn(ctx, num_steps=num_steps,
+                                                      margin_calibration=calibration)
         for p in wm.sampling.copy_penalties:
             rollout_fns[num_steps, p] = wm_eval.make_rollout_fn(
                 ctx, num_steps=num_steps, copy_penalty=p, penalised=penalised)
@@ -213,7 +223,9 @@ def evaluate_action(config, ctx: wm_eval.EvalContext, out_dir: str,
     num_steps, penalty = wm_eval.choose_decoding(
         sweep, {pair: m["model_lpips"] for pair, (m, _) in val_open_loop.items()})
     report: dict[str, Any] = {
-        "copy_penalty": penalty, "maskgit_steps": num_steps, "val_penalty_sweep": {
+        "copy_penalty": penalty, "maskgit_steps": num_steps,
+        "rollout_margins": "model" if calibration is not None else "decoded",
+        "val_penalty_sweep": {
             str(p): {**m, "open_loop_lpips": val_open_loop[num_steps, p][0]["model_lpips"],
                      "open_loop_lpips_by_maskgit_steps": {
                          str(n): val_open_loop[n, p][0]["model_lpips"] for n in steps_options}}

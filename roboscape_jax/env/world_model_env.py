@@ -51,6 +51,7 @@ from roboscape_jax.tokenizer.model import FrameTokenizer
 from roboscape_jax.tokenizer.tokenize import frame_margins
 from roboscape_jax.types import PRNGKey, PyTree
 from roboscape_jax.utils.config import dataclass_from_config
+from roboscape_jax.world_model.margins import MarginCalibration
 from roboscape_jax.world_model.model import WorldModel, last_frame_outputs
 from roboscape_jax.world_model.sampling import (
     generated_flags,
@@ -120,6 +121,10 @@ class EnvParams:
     initial_margins: jax.Array | None = None
     # float32 [N] 1 - LPIPS(decoded first frame, goal): where dense_reward="progress" starts
     initial_similarity: jax.Array | None = None
+    # World models with `margin_inputs`: a generated frame's bit margins read from the model's
+    # own bit probabilities through this calibration (`world_model/margins.py`; no encoder pass
+    # per step); None: those of its decoded image, re-encoded.
+    margin_calibration: MarginCalibration | None = None
 
 
 @struct.dataclass
@@ -192,9 +197,11 @@ class WorldModelEnv:
         return (c.grid_height * f, c.grid_width * f, 3)
 
     def make_params(self, tokenizer_params: PyTree, model_params: PyTree, lpips_params: PyTree,
-                    scenes: Scenes, reward_head: RewardHead | None = None) -> EnvParams:
+                    scenes: Scenes, reward_head: RewardHead | None = None,
+                    margin_calibration: MarginCalibration | None = None) -> EnvParams:
         """Checks the scenes (ValueError naming the field) and tokenizes their first frames.
-        `reward_head`: the fitted baseline head the "embedding" / "proxy" rewards need."""
+        `reward_head`: the fitted baseline head the "embedding" / "proxy" rewards need;
+        `margin_calibration`: see `EnvParams` (ignored by models that read no margins)."""
         check_scenes(scenes, self.frame_shape, self.model.config.text_dim)
         if (self.config.reward != "world_model") != (reward_head is not None):
             raise ValueError(f"reward={self.config.reward!r} takes "
@@ -217,7 +224,8 @@ class WorldModelEnv:
         similarity = (dense_reward(lpips_params, frame, scenes.goal_frame,
                                    self.config.reward_views) if self._tracks_similarity else None)
         return EnvParams(tokenizer_params, model_params, lpips_params, scenes, tokens, frame,
-                         reward_head, margins, similarity)
+                         reward_head, margins, similarity,
+                         margin_calibration if margins is not None else None)
 
     @property
     def _tracks_similarity(self) -> bool:
@@ -268,12 +276,14 @@ class WorldModelEnv:
         extra = {"copy_penalty": c.copy_penalty} if c.copy_penalty else {}
         window_margins = None if state.margins is None else state.margins[None]
         window_generated = self._generated_context(state)
-        tokens, done = predict_next_frame(params.model, self.model, state.tokens[None], control,
-                                          key, num_steps=c.num_maskgit_steps,
-                                          temperature=c.temperature, done_pass=c.done_pass,
-                                          margins=window_margins,
-                                          margins_generated=window_generated,
-                                          **extra)  # [1, h, w], [1]
+        calibration = params.margin_calibration if state.margins is not None else None
+        if calibration is not None:
+            extra["margin_calibration"] = calibration
+        tokens, done, *predicted_margins = predict_next_frame(
+            params.model, self.model, state.tokens[None], control, key,
+            num_steps=c.num_maskgit_steps, temperature=c.temperature, done_pass=c.done_pass,
+            margins=window_margins, margins_generated=window_generated,
+            **extra)  # [1, h, w], [1] (and the new frame's margins [1, h, w, K])
         # a reference-conditioned tokenizer decodes given the scene's first frame
         reference = reference_or_none(self.tokenizer,
                                       params.scenes.initial_frame[state.scene][None])
@@ -281,7 +291,8 @@ class WorldModelEnv:
                                 reference=reference))  # [1, H, W, 3]
         margins = None
         if state.margins is not None:
-            new = frame_margins(self.tokenizer, params.tokenizer, frame, tokens, reference)
+            new = (predicted_margins[0] if calibration is not None else
+                   frame_margins(self.tokenizer, params.tokenizer, frame, tokens, reference))
             margins = push_frame(window_margins, new)[0]
         similarity = None
         if c.reward == "world_model":  # Eq. (9): LPIPS to the goal + the done bonus

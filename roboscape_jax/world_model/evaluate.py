@@ -18,6 +18,7 @@ Only a few percent of tokens change per step, so every figure sits next to its c
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Callable, Mapping, NamedTuple, Sequence
 
@@ -31,7 +32,12 @@ from roboscape_jax.tokenizer.model import FrameTokenizer
 from roboscape_jax.tokenizer.tokenize import generated_margins
 from roboscape_jax.types import PyTree
 from roboscape_jax.world_model import sampling
-from roboscape_jax.world_model.data import Episode, make_window, require_margins
+from roboscape_jax.world_model.data import Episode, fixed_windows, make_window, require_margins
+from roboscape_jax.world_model.margins import (
+    MarginCalibration,
+    bit_agreement,
+    fit_margin_calibration,
+)
 from roboscape_jax.world_model.model import WorldModel, last_frame_outputs
 
 MAX_PSNR = 60.0  # dB; PSNR of identical frames (infinite) is reported as this
@@ -144,11 +150,13 @@ def score_frames(ctx: EvalContext, predicted: np.ndarray, real: np.ndarray,
     return out
 
 
-def make_penalised_rollout_fn(ctx: EvalContext, *, num_steps: int) -> Callable:
+def make_penalised_rollout_fn(ctx: EvalContext, *, num_steps: int,
+                              margin_calibration: MarginCalibration | None = None) -> Callable:
     """A jitted (window, actions [B, H, A], key, reference, copy_penalty []) -> Rollout for the
     action model: the copy penalty is an input, so a sweep over penalties compiles once.
     `reference` uint8 [B, H, W, 3] or None: the clips' episode-first frames (reference-conditioned
-    tokenizers, for the generated frames' margins)."""
+    tokenizers, for the generated frames' margins). A generated frame's bit margins are those of
+    its decoded image, or with `margin_calibration` read from the model's bit probabilities."""
 
     @jax.jit
     def rollout_fn(window: sampling.Window, actions: jax.Array, key: jax.Array,
@@ -160,9 +168,40 @@ def make_penalised_rollout_fn(ctx: EvalContext, *, num_steps: int) -> Callable:
         return sampling.rollout(ctx.params, ctx.model, window, actions, key,
                                 num_steps=num_steps, copy_penalty=copy_penalty,
                                 margins_fn=margins_fn if ctx.model.config.margin_inputs
-                                else None)
+                                else None, margin_calibration=margin_calibration)
 
     return rollout_fn
+
+
+def fit_rollout_margins(ctx: EvalContext, episodes: Sequence[Episode], *, num_windows: int = 1024,
+                        batch_size: int = 64, seed: int = 0) -> MarginCalibration:
+    """The calibration from the action model's bit agreement to the real bit margins, fitted on
+    `num_windows` windows of `episodes` (`train`): the last frame fully masked, as the first
+    MaskGIT pass of a rollout step sees it, scored against that frame's real margins."""
+    c = ctx.model.config
+    if not c.margin_inputs:
+        raise ValueError("fit_rollout_margins: this world model reads no bit margins")
+    require_margins(episodes)
+    windows = fixed_windows(episodes, num_windows=num_windows, num_frames=c.num_frames, seed=seed)
+    agreement, margins = [], []
+    for i in range(0, len(windows["tokens"]), batch_size):
+        chunk = {k: jnp.asarray(v[i:i + batch_size]) for k, v in windows.items()
+                 if k in ("tokens", "actions", "margins")}
+        agreement.append(np.asarray(_window_bit_agreement(ctx.model, ctx.params, chunk)))
+        margins.append(np.asarray(chunk["margins"][:, -1]))
+    return fit_margin_calibration(np.concatenate(agreement), np.concatenate(margins))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _window_bit_agreement(model: WorldModel, params: PyTree, batch) -> jax.Array:
+    """[B, h, w, K] bit agreement of each window's last frame, predicted with it fully masked,
+    with its real codes."""
+    tokens = batch["tokens"]
+    b, _, h, w = tokens.shape
+    mask = jnp.zeros(tokens.shape, bool).at[:, -1].set(True)
+    out = model.apply(params, tokens, batch["actions"], None, mask, batch["margins"])
+    logits = out.logits[:, -1].reshape(b, h * w, *out.logits.shape[-2:])
+    return bit_agreement(logits, tokens[:, -1].reshape(b, h * w), model.config.num_bits)
 
 
 def make_rollout_fn(ctx: EvalContext, *, num_steps: int, copy_penalty: float,

@@ -35,6 +35,7 @@ import numpy as np
 from roboscape_jax.tokenizer.model import FrameTokenizer, index_to_subcodes, subcodes_to_index
 from roboscape_jax.tokenizer.tokenize import generated_margins
 from roboscape_jax.types import PRNGKey, PyTree
+from roboscape_jax.world_model.margins import MarginCalibration, bit_agreement, calibrated_margins
 from roboscape_jax.world_model.masking import num_masked_after
 from roboscape_jax.world_model.model import WorldModel, WorldModelConfig
 
@@ -206,6 +207,21 @@ def _decode_frame(params: PyTree, model: WorldModel, window_tokens: jax.Array, c
                   window_margins: jax.Array | None = None,
                   window_generated: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """The MaskGIT loop (module docstring), unrolled over the static `num_steps`."""
+    tokens, done, _ = _decode_frame_and_bits(params, model, window_tokens, control, control_mask,
+                                             key, num_steps, temperature, done_pass, copy_penalty,
+                                             window_margins, window_generated)
+    return tokens, done
+
+
+def _decode_frame_and_bits(params: PyTree, model: WorldModel, window_tokens: jax.Array,
+                           control: jax.Array, control_mask: jax.Array | None, key: PRNGKey,
+                           num_steps: int, temperature: float, done_pass: bool,
+                           copy_penalty: float = 0.0, window_margins: jax.Array | None = None,
+                           window_generated: jax.Array | None = None, with_bits: bool = False
+                           ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """`_decode_frame`, and with `with_bits` each bit's agreement [B, h, w, K] with the model's
+    probabilities (`margins.bit_agreement`, from the unpenalised logits of the pass that fixed
+    the token); None without."""
     c = model.config
     margins = model_margins(c, window_margins)
     flags = generated_flags(c, window_tokens, window_generated)
@@ -216,14 +232,15 @@ def _decode_frame(params: PyTree, model: WorldModel, window_tokens: jax.Array, c
     tokens, masked = jnp.zeros((b, k), jnp.int32), jnp.ones((b, k), bool)
     memory = context_memory(params, model, window_tokens, control, control_mask, window_margins,
                             window_generated)
+    chosen_logits = None
     for step in range(num_steps):
         rng_sample, rng_noise = jax.random.split(jax.random.fold_in(key, step))
         window = jnp.concatenate([window_tokens, tokens.reshape(b, 1, *window_tokens.shape[2:])], 1)
         mask = jnp.concatenate([context_mask, masked.reshape(b, 1, *window_tokens.shape[2:])], 1)
         out = model.apply(params, window, control, control_mask, mask, margins, memory=memory,
                           **flag_kw)
-        logits = copy_penalised(out.logits[:, -1].reshape(b, k, c.num_factors, -1), previous,
-                                c.num_bits, copy_penalty)
+        raw = out.logits[:, -1].reshape(b, k, c.num_factors, -1)
+        logits = copy_penalised(raw, previous, c.num_bits, copy_penalty)
         sub, log_p = _sample(logits, rng_sample, temperature)
         if temperature > 0:  # MaskGIT's annealed randomness in which tokens to keep
             log_p += temperature * (1 - (step + 1) / num_steps) * jax.random.gumbel(rng_noise,
@@ -232,25 +249,34 @@ def _decode_frame(params: PyTree, model: WorldModel, window_tokens: jax.Array, c
         rank = jnp.argsort(jnp.argsort(-confidence, axis=-1), axis=-1)
         fixed = rank < k - num_masked_after(step, num_steps, k)
         tokens = jnp.where(masked & fixed, subcodes_to_index(sub, c.num_bits), tokens)
+        if with_bits:
+            now = (masked & fixed)[..., None, None]
+            chosen_logits = jnp.where(now, raw, raw if chosen_logits is None else chosen_logits)
         masked, done = ~fixed, out.done[:, -1]
+    agreement = None
+    if with_bits:
+        agreement = bit_agreement(chosen_logits, tokens, c.num_bits).reshape(
+            b, c.grid_height, c.grid_width, c.num_bits)
     tokens = tokens.reshape(b, c.grid_height, c.grid_width)
     if done_pass:
         window = jnp.concatenate([window_tokens, tokens[:, None]], axis=1)
         done = model.apply(params, window, control, control_mask, None, margins,
                            memory=memory, **flag_kw).done[:, -1]
-    return tokens, done
+    return tokens, done, agreement
 
 
-_decode_frame_jit = jax.jit(_decode_frame, static_argnums=(1, 6, 7, 8, 9))
+_decode_frame_and_bits_jit = jax.jit(_decode_frame_and_bits, static_argnums=(1, 6, 7, 8, 9, 12))
 
 
 def predict_next_frame(params: PyTree, model: WorldModel, window_tokens: jax.Array,
                        control: jax.Array, key: PRNGKey, *, control_mask: jax.Array | None = None,
                        num_steps: int = 2, temperature: float = 0.0, done_pass: bool = False,
                        copy_penalty: float = 0.0, margins: jax.Array | None = None,
-                       margins_generated: jax.Array | None = None
-                       ) -> tuple[jax.Array, jax.Array]:
-    """The next frame's tokens int32 [B, h, w] and done probability [B].
+                       margins_generated: jax.Array | None = None,
+                       margin_calibration: MarginCalibration | None = None):
+    """The next frame's tokens int32 [B, h, w] and done probability [B]; with
+    `margin_calibration`, also the new frame's bit margins [B, h, w, K] read from the model's
+    own bit probabilities (`margins.py`).
 
     Args:
       window_tokens: int [B, C, h, w], the C = num_frames - 1 context frames, oldest first.
@@ -265,9 +291,14 @@ def predict_next_frame(params: PyTree, model: WorldModel, window_tokens: jax.Arr
     Jit-able (also inside a caller's jit/scan); inputs are checked first (see `check_inputs`).
     """
     check_inputs(model.config, window_tokens, control, control_mask)
-    return _decode_frame_jit(params, model, jnp.asarray(window_tokens, jnp.int32), control,
-                             control_mask, key, num_steps, float(temperature), done_pass,
-                             float(copy_penalty), margins, margins_generated)
+    with_bits = margin_calibration is not None
+    tokens, done, agreement = _decode_frame_and_bits_jit(
+        params, model, jnp.asarray(window_tokens, jnp.int32), control, control_mask, key,
+        num_steps, float(temperature), done_pass, float(copy_penalty), margins,
+        margins_generated, with_bits)
+    if with_bits:
+        return tokens, done, calibrated_margins(margin_calibration, agreement)
+    return tokens, done
 
 
 def _step_control(model: WorldModel, window: Window, action: jax.Array | None, text: jax.Array):
@@ -279,7 +310,8 @@ def _step_control(model: WorldModel, window: Window, action: jax.Array | None, t
 def rollout(params: PyTree, model: WorldModel, window: Window, controls: jax.Array,
             key: PRNGKey, *, horizon: int | None = None, control_mask: jax.Array | None = None,
             num_steps: int = 2, temperature: float = 0.0, copy_penalty: float = 0.0,
-            margins_fn: Callable[[jax.Array], jax.Array] | None = None) -> Rollout:
+            margins_fn: Callable[[jax.Array], jax.Array] | None = None,
+            margin_calibration: MarginCalibration | None = None) -> Rollout:
     """H steps of `predict_next_frame` under one `lax.scan` (one compiled step, no Python loop).
 
     Args:
@@ -289,6 +321,8 @@ def rollout(params: PyTree, model: WorldModel, window: Window, controls: jax.Arr
       margins_fn: models with `margin_inputs`: predicted tokens [B, h, w] -> their bit margins
         [B, h, w, K] (`tokenizer.tokenize.frame_margins` of the decoded frame), pushed into the
         window with them; `window.margins` holds the start's.
+      margin_calibration: instead of `margins_fn`, a generated frame's margins are read from the
+        model's own bit probabilities through this calibration (`margins.py`).
     Returns: Rollout(tokens [B, H, h, w], done [B, H], the final window).
     """
     is_action = model.config.control == "action"
@@ -299,20 +333,25 @@ def rollout(params: PyTree, model: WorldModel, window: Window, controls: jax.Arr
                  _step_control(model, window, controls[:, 0], controls) if is_action else controls,
                  control_mask)
     _check_finite(controls)
-    if model.config.margin_inputs and (margins_fn is None or window.margins is None):
+    with_bits = model.config.margin_inputs and margin_calibration is not None
+    if model.config.margin_inputs and (window.margins is None
+                                       or (margins_fn is None and not with_bits)):
         raise ValueError("this world model reads bit margins: rollout needs window.margins and "
-                         "margins_fn")
+                         "margins_fn or margin_calibration")
 
     def step(window: Window, inputs):
         index, action = inputs
         control = _step_control(model, window, action, controls)
-        tokens, done = _decode_frame(params, model, window.tokens, control, control_mask,
-                                     jax.random.fold_in(key, index), num_steps, temperature, False,
-                                     copy_penalty, window.margins, window.generated)
+        tokens, done, agreement = _decode_frame_and_bits(
+            params, model, window.tokens, control, control_mask, jax.random.fold_in(key, index),
+            num_steps, temperature, False, copy_penalty, window.margins, window.generated,
+            with_bits)
         actions = push_frame(window.actions, action) if is_action else None
         margins = None
         if model.config.margin_inputs:
-            margins = push_frame(window.margins, margins_fn(tokens).astype(jnp.float32))
+            new = (calibrated_margins(margin_calibration, agreement) if with_bits
+                   else margins_fn(tokens).astype(jnp.float32))
+            margins = push_frame(window.margins, new)
         return (Window(push_frame(window.tokens, tokens), actions, margins,
                        pushed_generated(window)), (tokens, done))
 

@@ -25,6 +25,7 @@ from roboscape_jax.env.reward_baselines import (
 )
 from roboscape_jax.tokenizer.api import decode, encode, to_uint8
 from roboscape_jax.tokenizer.tokenize import frame_margins, generated_margins
+from roboscape_jax.world_model.margins import MarginCalibration
 from roboscape_jax.world_model.model import last_frame_outputs
 from roboscape_jax.world_model.sampling import (
     golden_trajectory,
@@ -318,3 +319,20 @@ def test_env_flags_the_context_frames_it_generated(tokenizer, env_and_params):
     assert np.isfinite(reward)
     _, state, *_ = step(KEY, state, jnp.zeros(7), params)
     np.testing.assert_array_equal(env._generated_context(state)[0], np.ones(num_context, bool))
+
+
+def test_window_takes_a_generated_frames_margins_from_the_calibration_when_given(env_and_params):
+    """With a margin calibration the env reads a generated frame's margins from the model's bit
+    probabilities (here a flat calibration: 0.7 for every bit), not from its decoded image; the
+    frame itself is the same."""
+    env, params = env_and_params
+    flat = MarginCalibration(jnp.array([-1.0, 1.0]), jnp.array([0.7, 0.7]))
+    calibrated = params.replace(margin_calibration=flat)
+    _, state = env.reset_to(jnp.int32(2), params)
+    step = jax.jit(env.step_env)
+    _, plain, *_ = step(KEY, state, jnp.zeros(7), params)
+    _, read, *_ = step(KEY, state, jnp.zeros(7), calibrated)
+    np.testing.assert_array_equal(read.tokens, plain.tokens)
+    np.testing.assert_allclose(read.margins[-1], 0.7)
+    np.testing.assert_allclose(read.margins[:-1], plain.margins[:-1])
+    assert not np.allclose(plain.margins[-1], 0.7)

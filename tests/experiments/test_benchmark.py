@@ -93,6 +93,9 @@ def test_benchmark_env_sizes_its_models_from_the_pipeline_config(tmp_path):
     result = json.loads(out.read_text())
     assert result["models"] == "random init" and result["best_scene_steps_per_s"] > 0
     assert "best:" in run.stdout
+    # the config's default: a generated frame's margins from the model (no workdir: a stand-in
+    # calibration, since the step's cost does not depend on its values)
+    assert result["rollout_margins"] == "model" and "model margins" in run.stdout
     bad = subprocess.run(
         [sys.executable, "-m", "experiments.benchmark_env",
          f"--config={REPO_ROOT}/experiments/configs/tiny.py:debug",

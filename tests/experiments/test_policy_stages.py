@@ -73,6 +73,12 @@ def test_sft_then_ppo_from_sft(workdir):
         # ... and a new choice reruns the stage (its hash reads the chosen settings)
         assert ppo_stage.derived_inputs(config, str(workdir)) == {"copy_penalty": 0.5,
                                                                   "num_maskgit_steps": 1}
+        # ... and an evaluation whose rollouts read the model's own margins
+        marker.write_text(json.dumps({"result": {"action": {"copy_penalty": 0.5,
+                                                            "rollout_margins": "model"}}}))
+        assert ppo_stage.derived_inputs(config, str(workdir)) == {"copy_penalty": 0.5,
+                                                                  "rollout_margins": "model"}
+        assert ppo_stage.pipeline_margin_calibration(str(workdir)) is None  # none written
     finally:
         marker.unlink()
         marker.parent.rmdir()

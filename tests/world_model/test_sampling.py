@@ -8,6 +8,7 @@ import pytest
 
 from roboscape_jax.tokenizer.model import index_to_subcodes
 from roboscape_jax.world_model import losses, sampling
+from roboscape_jax.world_model.margins import MarginCalibration
 from roboscape_jax.world_model.model import WorldModelConfig, WorldModelOutput
 
 KEY = jax.random.PRNGKey(0)
@@ -172,6 +173,25 @@ def test_margin_model_needs_margins_and_rollout_pushes_generated_ones():
     out = sampling.rollout(params, model, window, steps, KEY, margins_fn=margins_fn)
     np.testing.assert_allclose(out.window.margins[:, -1], margins_fn(out.tokens[:, -1]))
     np.testing.assert_allclose(out.window.margins[:, -2], margins_fn(out.tokens[:, -2]))
+    # a margin calibration instead: the generated frames' margins come from the model's bit
+    # probabilities (a calibration rising with agreement: each bit's own value)
+    rising = MarginCalibration(jnp.array([-1.0, 1.0]), jnp.array([-1.0, 1.0]))
+    read = sampling.rollout(params, model, window, steps, KEY, margin_calibration=rising)
+    frame, done, new_margins = sampling.predict_next_frame(
+        params, model, read.window.tokens, jnp.zeros((2, 3, 7)), KEY,
+        margins=read.window.margins, margin_calibration=rising)
+    assert new_margins.shape == (2, 4, 2, 6) and frame.shape == (2, 4, 2)
+    assert np.all(np.abs(new_margins) <= 1.0) and np.ptp(np.asarray(new_margins)) > 0
+    np.testing.assert_array_equal(
+        frame, sampling.predict_next_frame(params, model, read.window.tokens,
+                                           jnp.zeros((2, 3, 7)), KEY,
+                                           margins=read.window.margins)[0])
+    first, _, first_margins = sampling.predict_next_frame(
+        params, model, window.tokens, jnp.zeros((2, 3, 7)), KEY, margins=window.margins,
+        margin_calibration=rising)
+    one = sampling.rollout(params, model, window, steps[:, :1], KEY, margin_calibration=rising)
+    np.testing.assert_array_equal(read.tokens[:, 0], first)
+    np.testing.assert_allclose(one.window.margins[:, -1], first_margins, rtol=1e-5, atol=1e-6)
 
 
 def test_rollout_flags_the_margins_of_the_frames_it_generates():
