@@ -43,6 +43,7 @@ from roboscape_jax.utils import provenance, sharding
 from roboscape_jax.utils.benchmark import Timing, matmul_peak, program_flops, time_jitted
 from roboscape_jax.utils.files import write_json, write_text
 from roboscape_jax.world_model import train as wm_train
+from roboscape_jax.world_model.margins import flat_calibration
 
 
 def row(section: str, what: str, batch: int, timing: Timing, items: float, unit: str,
@@ -132,8 +133,10 @@ def make_env(c, models):
     (tok, tok_params), (model, params) = models["tokenizer"], models["action"]
     env = WorldModelEnv(tok, model, EnvConfig.from_config(c.env))
     lpips = tok_train.load_lpips_params()
+    calibration = flat_calibration() if c.get("rollout_margins") == "model" else None
     return env, lambda n: env.make_params(tok_params, params, lpips,
-                                          random_scenes(n, env.frame_shape, c.seed))
+                                          random_scenes(n, env.frame_shape, c.seed),
+                                          margin_calibration=calibration)
 
 
 def time_env_batch(c, env: WorldModelEnv, params, batch: int) -> Timing:

@@ -34,7 +34,7 @@ from roboscape_jax.tokenizer import train as tok_train
 from roboscape_jax.tokenizer.losses import load_lpips_params
 from roboscape_jax.tokenizer.model import init_params as init_tokenizer_params
 from roboscape_jax.world_model import train as wm_train
-from roboscape_jax.world_model.margins import MarginCalibration, load_calibration
+from roboscape_jax.world_model.margins import MarginCalibration, flat_calibration, load_calibration
 from roboscape_jax.world_model.model import init_params
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/tiny.py",
@@ -66,7 +66,7 @@ def margin_calibration(config, workdir: str | None) -> MarginCalibration | None:
                         MARGIN_CALIBRATION_FILE)
     if workdir and os.path.exists(path):
         return load_calibration(path)
-    return MarginCalibration(jnp.array([-1.0, 1.0]), jnp.array([0.5, 0.5]))
+    return flat_calibration()
 
 
 def load_models(config, workdir: str | None):

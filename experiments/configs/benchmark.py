@@ -34,6 +34,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.world_models = pipeline.world_models
     c.policy = pipeline.sft.model
     c.env = pipeline.ppo_world_model.env
+    # "model": the env reads a generated frame's margins from the model's bit probabilities (a
+    # stand-in calibration here), as the pipeline's does; "decoded": re-encodes its decoded image
+    c.rollout_margins = pipeline.world_model_eval.get("rollout_margins", "decoded")
     c.repeats = 3
     # peak: one n x n x n product per dtype, chained 4 per call.
     c.peak = ml_collections.ConfigDict(dict(n=2048, dtypes=("float32",)))

@@ -74,6 +74,12 @@ def fit_margin_calibration(agreement: np.ndarray, margins: np.ndarray,
     return MarginCalibration(jnp.asarray(xs[keep], jnp.float32), jnp.asarray(ys[keep], jnp.float32))
 
 
+def flat_calibration(margin: float = 0.5) -> MarginCalibration:
+    """Every bit gets `margin`: a stand-in where no fitted calibration exists (benchmarks with
+    random models, whose step cost does not depend on the values)."""
+    return MarginCalibration(jnp.array([-1.0, 1.0]), jnp.full((2,), margin, jnp.float32))
+
+
 def save_calibration(path: str, calibration: MarginCalibration) -> None:
     write_json(path, {"agreement": np.asarray(calibration.agreement).tolist(),
                       "margin": np.asarray(calibration.margin).tolist()})

@@ -25,7 +25,7 @@ from roboscape_jax.env.reward_baselines import (
 )
 from roboscape_jax.tokenizer.api import decode, encode, to_uint8
 from roboscape_jax.tokenizer.tokenize import frame_margins, generated_margins
-from roboscape_jax.world_model.margins import MarginCalibration
+from roboscape_jax.world_model.margins import flat_calibration
 from roboscape_jax.world_model.model import last_frame_outputs
 from roboscape_jax.world_model.sampling import (
     golden_trajectory,
@@ -326,7 +326,7 @@ def test_window_takes_a_generated_frames_margins_from_the_calibration_when_given
     probabilities (here a flat calibration: 0.7 for every bit), not from its decoded image; the
     frame itself is the same."""
     env, params = env_and_params
-    flat = MarginCalibration(jnp.array([-1.0, 1.0]), jnp.array([0.7, 0.7]))
+    flat = flat_calibration(0.7)
     calibrated = params.replace(margin_calibration=flat)
     _, state = env.reset_to(jnp.int32(2), params)
     step = jax.jit(env.step_env)
