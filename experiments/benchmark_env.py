@@ -28,13 +28,13 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from experiments.stages.world_model import MARGIN_CALIBRATION_FILE
+from experiments.stages.ppo_world_model import pipeline_margin_calibration
 from roboscape_jax.env import EnvConfig, Scenes, WorldModelEnv
 from roboscape_jax.tokenizer import train as tok_train
 from roboscape_jax.tokenizer.losses import load_lpips_params
 from roboscape_jax.tokenizer.model import init_params as init_tokenizer_params
 from roboscape_jax.world_model import train as wm_train
-from roboscape_jax.world_model.margins import MarginCalibration, flat_calibration, load_calibration
+from roboscape_jax.world_model.margins import MarginCalibration, flat_calibration
 from roboscape_jax.world_model.model import init_params
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/tiny.py",
@@ -62,11 +62,8 @@ def margin_calibration(config, workdir: str | None) -> MarginCalibration | None:
     mode = _MARGINS.value or config.world_model_eval.get("rollout_margins", "decoded")
     if mode == "decoded":
         return None
-    path = os.path.join(workdir or "", "evaluate_world_models", "action", "eval",
-                        MARGIN_CALIBRATION_FILE)
-    if workdir and os.path.exists(path):
-        return load_calibration(path)
-    return flat_calibration()
+    fitted = pipeline_margin_calibration(workdir)
+    return fitted if fitted is not None else flat_calibration()
 
 
 def load_models(config, workdir: str | None):

@@ -171,8 +171,9 @@ def margin_calibration_path(root: str) -> str:
 
 def pipeline_margin_calibration(root: str | None) -> MarginCalibration | None:
     """The margin calibration the evaluation's rollouts used in workdir `root`, so that the env
-    generates frames as they did; None where it wrote none (margins of the decoded image)."""
-    if root and os.path.exists(margin_calibration_path(root)):
+    generates frames as they did; None where its record says they used the decoded image's
+    margins (or there is no record)."""
+    if root and chosen_decoding(root).get("rollout_margins") == "model":
         return load_calibration(margin_calibration_path(root))
     return None
 

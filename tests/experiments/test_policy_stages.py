@@ -22,6 +22,7 @@ from roboscape_jax.env import reward_baselines
 from roboscape_jax.policies import loading
 from roboscape_jax.policies.image import dummy_observation
 from roboscape_jax.utils.metrics import read_jsonl
+from roboscape_jax.world_model.margins import flat_calibration, save_calibration
 from tests.experiments.conftest import debug_workdir
 
 
@@ -78,10 +79,15 @@ def test_sft_then_ppo_from_sft(workdir):
                                                             "rollout_margins": "model"}}}))
         assert ppo_stage.derived_inputs(config, str(workdir)) == {"copy_penalty": 0.5,
                                                                   "rollout_margins": "model"}
-        assert ppo_stage.pipeline_margin_calibration(str(workdir)) is None  # none written
+        with pytest.raises(FileNotFoundError, match="evaluate_world_models"):  # none written
+            ppo_stage.pipeline_margin_calibration(str(workdir))
+        save_calibration(ppo_stage.margin_calibration_path(str(workdir)), flat_calibration(0.3))
+        np.testing.assert_allclose(
+            ppo_stage.pipeline_margin_calibration(str(workdir)).margin, [0.3, 0.3])
+        marker.write_text(json.dumps({"result": {"action": {"rollout_margins": "decoded"}}}))
+        assert ppo_stage.pipeline_margin_calibration(str(workdir)) is None  # record: decoded
     finally:
-        marker.unlink()
-        marker.parent.rmdir()
+        shutil.rmtree(marker.parent)
 
 
 def test_restore_sft_and_ppo_policies(workdir):
