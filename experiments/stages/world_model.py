@@ -431,7 +431,9 @@ def headline(results: dict[str, Any]) -> str:
             f"done AUROC {s['done_auroc']:.3f}; {int(o['horizon'])}-step LPIPS "
             f"{o['model_lpips']:.4f} vs tokenized copy {o['tokenized_copy_lpips']:.4f} "
             f"({100 * abs(gain):.1f}% {'lower' if gain >= 0 else 'higher'}), raw copy "
-            f"{o['raw_copy_lpips']:.4f}; real beats negated actions in "
+            f"{o['raw_copy_lpips']:.4f}; tokens changed per step (%) " + " ".join(
+                f"{100 * o.get(f'changed_tokens_step{k}', float('nan')):.1f}"
+                for k in range(1, int(o["horizon"]) + 1)) + "; real beats negated actions in "
             f"{100 * c['real_beats_negated_fraction']:.0f}% of clips")
     for split in ("val", "ood"):
         t = results["text"][split]

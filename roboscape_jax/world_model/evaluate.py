@@ -237,10 +237,12 @@ def _batched_rollouts(rollout_fn, starts: RolloutStarts, actions: np.ndarray,
 def open_loop_metrics(ctx: EvalContext, rollout_fn, starts: RolloutStarts, *,
                       batch_size: int = 16) -> tuple[dict[str, float], np.ndarray]:
     """Mean LPIPS/PSNR of the H-step rollouts with the real actions and of both copy baselines,
-    per step and over all steps. Returns (metrics, predicted frames [N, H, H_img, W_img, 3])."""
+    per step and over all steps, and the share of tokens the model changes from its previous
+    frame at each step (`changed_tokens_step<k>`, k = 1..H: a rollout that stops moving after
+    its first step shows as zeros). Returns (metrics, predicted frames [N, H, H_img, W_img, 3])."""
     horizon = starts.actions.shape[1]
-    predicted = decode_frames(ctx, _batched_rollouts(rollout_fn, starts, starts.actions,
-                                                     batch_size), references=starts.first_real)
+    tokens = _batched_rollouts(rollout_fn, starts, starts.actions, batch_size)
+    predicted = decode_frames(ctx, tokens, references=starts.first_real)
     tokenized_last = decode_frames(ctx, np.asarray(starts.window.tokens[:, -1]),
                                    references=starts.first_real)
     baselines = {"model": predicted,
@@ -255,6 +257,9 @@ def open_loop_metrics(ctx: EvalContext, rollout_fn, starts: RolloutStarts, *,
             metrics[f"{name}_{k}_last_step"] = float(v[:, -1].mean())
     metrics["lpips_gain_vs_tokenized_copy"] = (
         1.0 - metrics["model_lpips"] / metrics["tokenized_copy_lpips"])
+    previous = np.concatenate([np.asarray(starts.window.tokens[:, -1:]), tokens[:, :-1]], 1)
+    for k, share in enumerate((tokens != previous).mean(axis=(0, 2, 3)), start=1):
+        metrics[f"changed_tokens_step{k}"] = float(share)
     return metrics, predicted
 
 

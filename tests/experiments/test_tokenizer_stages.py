@@ -86,6 +86,8 @@ def test_world_model_stages_train_and_evaluate(workdir):
         one_step, open_loop = action[split]["one_step"], action[split]["open_loop"]
         assert 0.0 <= one_step["token_accuracy"] <= 1.0
         assert open_loop["horizon"] == config.world_model_eval.horizon
+        assert all(0.0 <= open_loop[f"changed_tokens_step{k}"] <= 1.0
+                   for k in range(1, config.world_model_eval.horizon + 1))
         for name in ("model", "tokenized_copy", "raw_copy"):
             assert 0.0 <= open_loop[f"{name}_lpips"] < 1.5 and open_loop[f"{name}_psnr"] > 0
         control = action[split]["controllability"]

@@ -172,3 +172,36 @@ def test_reward_curves_are_one_minus_lpips_to_each_target_and_view():
         np.testing.assert_allclose(curves[f"world_model_{views}"],
                                    curves[f"world_model_dense_{views}"] + [0, 0, 10, 0, 10])
     assert curves["oracle_dense_both"][-1] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_open_loop_metrics_count_the_tokens_each_step_changes():
+    """A rollout that redraws every token at its first step and then holds it: 100% changed at
+    step 1, none after; a copy of the last context frame changes none and scores as the
+    tokenized copy."""
+    from experiments.configs.tokenizer import tokenizer_config
+    from roboscape_jax.tokenizer.losses import load_lpips_params
+    from roboscape_jax.tokenizer.model import create_model as create_tokenizer
+    from roboscape_jax.tokenizer.model import init_params
+
+    tok = create_tokenizer(tokenizer_config("debug").model)
+    ctx = wm_eval.EvalContext(None, None, tok, init_params(tok, jax.random.PRNGKey(0)),
+                              load_lpips_params())
+    n, c, h = 2, 2, 3
+    last = np.zeros((n, c, 16, 8), np.int32)
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 256, (n, h, 128, 64, 3), dtype=np.uint8)
+    starts = wm_eval.RolloutStarts(
+        wm_eval.sampling.Window(jnp.asarray(last), jnp.zeros((n, c, 7))),
+        np.zeros((n, h, 7), np.float32), real, real[:, 0], ["a", "b"])
+
+    def held(tokens):
+        def rollout_fn(window, actions, key, reference=None):
+            out = jnp.broadcast_to(tokens, (window.tokens.shape[0], h, 16, 8))
+            return wm_eval.sampling.Rollout(out, jnp.zeros(out.shape[:2]), window)
+        return rollout_fn
+
+    moved, _ = wm_eval.open_loop_metrics(ctx, held(jnp.ones((16, 8), jnp.int32)), starts)
+    assert [moved[f"changed_tokens_step{k}"] for k in (1, 2, 3)] == [1.0, 0.0, 0.0]
+    copied, _ = wm_eval.open_loop_metrics(ctx, held(jnp.zeros((16, 8), jnp.int32)), starts)
+    assert [copied[f"changed_tokens_step{k}"] for k in (1, 2, 3)] == [0.0, 0.0, 0.0]
+    assert copied["model_lpips"] == pytest.approx(copied["tokenized_copy_lpips"], abs=1e-6)
