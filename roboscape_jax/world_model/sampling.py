@@ -249,9 +249,9 @@ def _decode_frame_and_bits(params: PyTree, model: WorldModel, window_tokens: jax
         rank = jnp.argsort(jnp.argsort(-confidence, axis=-1), axis=-1)
         fixed = rank < k - num_masked_after(step, num_steps, k)
         tokens = jnp.where(masked & fixed, subcodes_to_index(sub, c.num_bits), tokens)
-        if with_bits:
-            now = (masked & fixed)[..., None, None]
-            chosen_logits = jnp.where(now, raw, raw if chosen_logits is None else chosen_logits)
+        if with_bits:  # each token keeps the logits of the pass that fixed it
+            chosen_logits = raw if chosen_logits is None else jnp.where(
+                (masked & fixed)[..., None, None], raw, chosen_logits)
         masked, done = ~fixed, out.done[:, -1]
     agreement = None
     if with_bits:
