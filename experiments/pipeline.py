@@ -64,6 +64,10 @@ INERT_DEFAULTS: dict[str, Any] = {
     "tokenizer.model.stem_factor": 1,
     "world_models.action.model.generated_margin_flag": False,
     "world_models.text.model.generated_margin_flag": False,
+    "world_models.action.model.latent_head": False,
+    "world_models.text.model.latent_head": False,
+    "world_models.action.loss.latent_weight": 10.0,
+    "world_models.text.loss.latent_weight": 10.0,
     "text_ensemble.members": 1,
     "world_model_eval.rollout_margins": "decoded",
 }

@@ -12,6 +12,9 @@ variant whose cache the model trains on (experiments/configs/tokenizer.py).
          Bit-wise heads (num_factors = num_bits) give partial credit for nearly right codes; on
          the earlier 18-bit tokenizer they scored 87% of a changing token's bits but under 1%
          of its codes.
+         The action model reads frame t-1's bit margins and predicts frame t's encoder latent
+         (`latent_head`), so the frames it generates carry margins of its own (rollouts that
+         keep responding to the actions; docs/performance_history.md, 2026-12-07 sixth session).
          The text model (debug, tiny, base) is a one-keyframe plan with a plain code head (below).
   base   12 blocks, width 256, 8 heads, 8-frame windows, 12-bit codes as 2 x 2^6, for a GPU.
   paper  the authors' model: 32 blocks, width 512, 8 heads, 16-frame windows, 2^18 = 2 x 2^9 codes
@@ -38,11 +41,17 @@ def _common(control: str) -> ml_collections.ConfigDict:
         # the models read frame t-1's bit margins (model.py; the text model below does not);
         # generated frames get theirs by re-encoding their decoded image
         # (tokenize.generated_margins)
-        margin_inputs=True, generated_margin_flag=False))
+        margin_inputs=True, generated_margin_flag=False,
+        # the action model also predicts each frame's encoder latent, so the frames it generates
+        # carry its own margins (model.py; the text model reads no margins)
+        latent_head=control == "action"))
     # Eq. (4): L = L_vis + done_weight * RMSE(done); 5 as in the authors' code. changed_weight
     # multiplies the cross-entropy of tokens that differ from the previous frame (1 = Eq. 2 as is;
     # 3 trades a little calibration for learning signal on the tokens that move).
-    c.loss = ml_collections.ConfigDict(dict(done_weight=5.0, changed_weight=3.0))
+    # latent_weight: the latent head's mean squared error per bit (models with latent_head;
+    # on `tiny`, x10 makes it about 0.6 late in training, beside a cross-entropy of 1.4)
+    c.loss = ml_collections.ConfigDict(dict(done_weight=5.0, changed_weight=3.0,
+                                            latent_weight=10.0))
     c.masking = ml_collections.ConfigDict(dict(num_context_frames=1, full_mask_prob=0.25))
     c.optim = ml_collections.ConfigDict(dict(
         lr=1e-3, wd=1e-4, warmup_steps=100, grad_clip_norm=1.0, b1=0.9, b2=0.99))

@@ -123,7 +123,8 @@ class EnvParams:
     initial_similarity: jax.Array | None = None
     # World models with `margin_inputs`: a generated frame's bit margins read from the model's
     # own bit probabilities through this calibration (`world_model/margins.py`; no encoder pass
-    # per step); None: those of its decoded image, re-encoded.
+    # per step), or for a model with a `latent_head` from its predicted latent (the calibration
+    # then only says "the model's own"); None: those of its decoded image, re-encoded.
     margin_calibration: MarginCalibration | None = None
 
 

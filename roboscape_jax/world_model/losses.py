@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from roboscape_jax.tokenizer.model import index_to_subcodes, subcodes_to_index
+from roboscape_jax.tokenizer.model import index_to_bits, index_to_subcodes, subcodes_to_index
 
 
 def _bits_per_factor(logits: jax.Array) -> int:
@@ -58,6 +58,27 @@ def masked_token_cross_entropy(logits: jax.Array, targets: jax.Array, mask: jax.
     nll = -jnp.sum(log_p * target, axis=(-2, -1))  # [B, T, h, w]
     w = mask.astype(jnp.float32) * (1.0 if weights is None else weights)
     return _masked_mean(nll, w)
+
+
+def encoder_latents(tokens: jax.Array, margins: jax.Array) -> jax.Array:
+    """The encoder latent per bit of frames whose codes int [..., h, w] have bit margins
+    [..., h, w, K] (margin x code sign), the margins clipped to [-1, 2] as the model reads them
+    (so a latent head's starting point, frame t-1's latent, is exactly this of frame t-1)."""
+    bits = margins.shape[-1]
+    return jnp.clip(margins.astype(jnp.float32), -1.0, 2.0) * index_to_bits(tokens, bits)
+
+
+def latent_mse(latents: jax.Array | None, tokens: jax.Array, margins: jax.Array,
+               mask: jax.Array) -> jax.Array:
+    """Mean squared error per bit of predicted encoder latents [B, T, h, w, K] against the real
+    ones (`encoder_latents`) at the scored positions `mask` [B, T, h, w] of frames 1..T-1;
+    `latents=None` scores frame t-1's latent as the prediction (the copy baseline)."""
+    target = encoder_latents(tokens, margins)
+    if latents is None:
+        latents = jnp.concatenate([jnp.zeros_like(target[:, :1]), target[:, :-1]], axis=1)
+    error = jnp.mean(jnp.square(latents.astype(jnp.float32) - target), axis=-1)
+    scored = mask.astype(jnp.float32).at[:, 0].set(0.0)
+    return _masked_mean(error, scored)
 
 
 def done_rmse(done: jax.Array, target: jax.Array, eps: float = 1e-8) -> jax.Array:

@@ -85,6 +85,11 @@ class WorldModelConfig:
     # at its second step, at a copy penalty that changes 0.7% at the first. Training draws
     # how many of the most recent context frames carry generated margins (train.py).
     generated_margin_flag: bool = False
+    # With `margin_inputs`: also predict each frame's encoder latent per bit (its margin times
+    # its code's sign; a regression head on frame t-1's latent plus a correction read from x),
+    # so that a generated frame carries the model's own sub-code state: rollouts and the env
+    # give it the margins of that latent against the code chosen (`WorldModelOutput.latents`).
+    latent_head: bool = False
     # Env steps between consecutive frames of a window. The action model predicts one env step
     # (1); the text model, whose only use is the goal frame of its golden trajectory, may predict
     # a coarse plan: at stride 8 it reaches an episode's end in about 8 frames instead of 64,
@@ -117,6 +122,9 @@ class WorldModelConfig:
         if self.generated_margin_flag and not self.margin_inputs:
             raise ValueError("generated_margin_flag needs margin_inputs=True (it says where the "
                              "margins come from)")
+        if self.latent_head and not self.margin_inputs:
+            raise ValueError("latent_head needs margin_inputs=True (it predicts the latent the "
+                             "margins are read from)")
         if self.width % self.num_heads:
             raise ValueError(f"width {self.width} is not divisible by {self.num_heads} heads")
         for name in ("action_mean", "action_std"):
@@ -142,6 +150,7 @@ class WorldModelOutput(NamedTuple):
     logits: jax.Array  # [B, T, h, w, F, V_f] float32
     done: jax.Array  # [B, T] float32 probability
     done_logit: jax.Array  # [B, T] float32
+    latents: jax.Array | None = None  # [B, T, h, w, num_bits] float32 (models with latent_head)
 
 
 class ActionEncoder(nn.Module):
@@ -283,6 +292,19 @@ class WorldModel(nn.Module):
         self.sow("intermediates", "flip_prior", prior)
         return prior
 
+    def _latents(self, x: jax.Array, tokens: jax.Array, previous_margins: jax.Array,
+                 frames: slice) -> jax.Array:
+        """float32 [B, T', h, w, bits]: frame t's predicted encoder latent, frame t-1's (its
+        margins [B, T', K, bits] times its code's bits; zeros at frame 0) plus a correction
+        read from x [B, T', K, D] that starts at zero."""
+        c = self.config
+        b = tokens.shape[0]
+        previous_bits = _previous_frame(index_to_bits(tokens.reshape(b, tokens.shape[1], -1),
+                                                      c.num_bits))[:, frames]
+        delta = Dense(c.num_bits, name="latent_out", kernel_init=nn.initializers.zeros)(x)
+        latents = previous_margins * previous_bits + delta.astype(jnp.float32)
+        return latents.reshape(b, -1, c.grid_height, c.grid_width, c.num_bits)
+
     def _previous_subcodes(self, tokens: jax.Array) -> jax.Array:
         """int32 [B, T, K, F]: frame t-1's sub-codes at frame t (zeros at frame 0). Frame t-1's
         tokens are always known when frame t is predicted (the context)."""
@@ -377,12 +399,16 @@ class WorldModel(nn.Module):
             logits = logits + self._copy_prior(x, previous, first)
         logits = logits.reshape(b, t_out, c.grid_height, c.grid_width, c.num_factors,
                                 c.vocab_per_factor)
+        latents = None
+        if c.latent_head:
+            latents = self._latents(x, tokens, previous_margins)[:, frames] if False else \
+                self._latents(x, tokens[:, :t], previous_margins, frames)
         pooled = x.mean(axis=2)  # [B, T', D]: what the done head (and reward baselines) read
         self.sow("intermediates", "frame_embedding", pooled.astype(jnp.float32))
         h = nn.gelu(Dense(c.done_hidden, name="done_hidden")(pooled))
         done_logit = Dense(1, name="done_out")(h)[..., 0].astype(jnp.float32)
         chex.assert_shape(done_logit, (b, t_out))
-        return WorldModelOutput(logits, jax.nn.sigmoid(done_logit), done_logit)
+        return WorldModelOutput(logits, jax.nn.sigmoid(done_logit), done_logit, latents)
 
 
 def create_model(model_config, action_stats: Mapping[str, Any] | None = None) -> WorldModel:

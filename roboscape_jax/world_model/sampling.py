@@ -32,7 +32,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from roboscape_jax.tokenizer.model import FrameTokenizer, index_to_subcodes, subcodes_to_index
+from roboscape_jax.tokenizer.model import (
+    FrameTokenizer,
+    index_to_bits,
+    index_to_subcodes,
+    subcodes_to_index,
+)
 from roboscape_jax.tokenizer.tokenize import generated_margins
 from roboscape_jax.types import PRNGKey, PyTree
 from roboscape_jax.world_model.margins import MarginCalibration, bit_agreement, calibrated_margins
@@ -219,9 +224,10 @@ def _decode_frame_and_bits(params: PyTree, model: WorldModel, window_tokens: jax
                            copy_penalty: float = 0.0, window_margins: jax.Array | None = None,
                            window_generated: jax.Array | None = None, with_bits: bool = False
                            ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
-    """`_decode_frame`, and with `with_bits` each bit's agreement [B, h, w, K] with the model's
-    probabilities (`margins.bit_agreement`, from the unpenalised logits of the pass that fixed
-    the token); None without."""
+    """`_decode_frame`, and with `with_bits` what the new frame's margins are read from
+    [B, h, w, K]: each bit's agreement with the model's probabilities (`margins.bit_agreement`,
+    from the unpenalised logits of the pass that fixed the token), or for a model with a
+    `latent_head` the margins of its predicted latent against the chosen code; None without."""
     c = model.config
     margins = model_margins(c, window_margins)
     flags = generated_flags(c, window_tokens, window_generated)
@@ -232,7 +238,7 @@ def _decode_frame_and_bits(params: PyTree, model: WorldModel, window_tokens: jax
     tokens, masked = jnp.zeros((b, k), jnp.int32), jnp.ones((b, k), bool)
     memory = context_memory(params, model, window_tokens, control, control_mask, window_margins,
                             window_generated)
-    chosen_logits = None
+    chosen = None
     for step in range(num_steps):
         rng_sample, rng_noise = jax.random.split(jax.random.fold_in(key, step))
         window = jnp.concatenate([window_tokens, tokens.reshape(b, 1, *window_tokens.shape[2:])], 1)
@@ -249,20 +255,24 @@ def _decode_frame_and_bits(params: PyTree, model: WorldModel, window_tokens: jax
         rank = jnp.argsort(jnp.argsort(-confidence, axis=-1), axis=-1)
         fixed = rank < k - num_masked_after(step, num_steps, k)
         tokens = jnp.where(masked & fixed, subcodes_to_index(sub, c.num_bits), tokens)
-        if with_bits:  # each token keeps the logits of the pass that fixed it
-            chosen_logits = raw if chosen_logits is None else jnp.where(
-                (masked & fixed)[..., None, None], raw, chosen_logits)
+        if with_bits:  # each token keeps the logits (or latent) of the pass that fixed it
+            new = raw if not c.latent_head else out.latents[:, -1].reshape(b, k, c.num_bits)
+            chosen = new if chosen is None else jnp.where(
+                (masked & fixed).reshape(b, k, *([1] * (new.ndim - 2))), new, chosen)
         masked, done = ~fixed, out.done[:, -1]
-    agreement = None
-    if with_bits:
-        agreement = bit_agreement(chosen_logits, tokens, c.num_bits).reshape(
+    bit_state = None
+    if with_bits and c.latent_head:
+        bit_state = (chosen * index_to_bits(tokens, c.num_bits)).reshape(
+            b, c.grid_height, c.grid_width, c.num_bits)
+    elif with_bits:
+        bit_state = bit_agreement(chosen, tokens, c.num_bits).reshape(
             b, c.grid_height, c.grid_width, c.num_bits)
     tokens = tokens.reshape(b, c.grid_height, c.grid_width)
     if done_pass:
         window = jnp.concatenate([window_tokens, tokens[:, None]], axis=1)
         done = model.apply(params, window, control, control_mask, None, margins,
                            memory=memory, **flag_kw).done[:, -1]
-    return tokens, done, agreement
+    return tokens, done, bit_state
 
 
 _decode_frame_and_bits_jit = jax.jit(_decode_frame_and_bits, static_argnums=(1, 6, 7, 8, 9, 12))
@@ -276,7 +286,7 @@ def predict_next_frame(params: PyTree, model: WorldModel, window_tokens: jax.Arr
                        margin_calibration: MarginCalibration | None = None):
     """The next frame's tokens int32 [B, h, w] and done probability [B]; with
     `margin_calibration`, also the new frame's bit margins [B, h, w, K] read from the model's
-    own bit probabilities (`margins.py`).
+    own bit probabilities (`margins.py`) or latent head (`generated_frame_margins`).
 
     Args:
       window_tokens: int [B, C, h, w], the C = num_frames - 1 context frames, oldest first.
@@ -292,13 +302,21 @@ def predict_next_frame(params: PyTree, model: WorldModel, window_tokens: jax.Arr
     """
     check_inputs(model.config, window_tokens, control, control_mask)
     with_bits = margin_calibration is not None
-    tokens, done, agreement = _decode_frame_and_bits_jit(
+    tokens, done, bit_state = _decode_frame_and_bits_jit(
         params, model, jnp.asarray(window_tokens, jnp.int32), control, control_mask, key,
         num_steps, float(temperature), done_pass, float(copy_penalty), margins,
         margins_generated, with_bits)
     if with_bits:
-        return tokens, done, calibrated_margins(margin_calibration, agreement)
+        return tokens, done, generated_frame_margins(model.config, margin_calibration, bit_state)
     return tokens, done
+
+
+def generated_frame_margins(config: WorldModelConfig, calibration: MarginCalibration,
+                            bits: jax.Array) -> jax.Array:
+    """A generated frame's bit margins [B, h, w, K] from what `_decode_frame_and_bits` read for
+    them: a `latent_head` model's own (the calibration unused), else the bit agreement mapped by
+    `calibration`."""
+    return bits if config.latent_head else calibrated_margins(calibration, bits)
 
 
 def _step_control(model: WorldModel, window: Window, action: jax.Array | None, text: jax.Array):
@@ -322,7 +340,8 @@ def rollout(params: PyTree, model: WorldModel, window: Window, controls: jax.Arr
         [B, h, w, K] (`tokenizer.tokenize.frame_margins` of the decoded frame), pushed into the
         window with them; `window.margins` holds the start's.
       margin_calibration: instead of `margins_fn`, a generated frame's margins are read from the
-        model's own bit probabilities through this calibration (`margins.py`).
+        model's own bit probabilities through this calibration (`margins.py`), or for a model
+        with a `latent_head` from its predicted latent (`generated_frame_margins`).
     Returns: Rollout(tokens [B, H, h, w], done [B, H], the final window).
     """
     is_action = model.config.control == "action"
@@ -342,15 +361,15 @@ def rollout(params: PyTree, model: WorldModel, window: Window, controls: jax.Arr
     def step(window: Window, inputs):
         index, action = inputs
         control = _step_control(model, window, action, controls)
-        tokens, done, agreement = _decode_frame_and_bits(
+        tokens, done, bit_state = _decode_frame_and_bits(
             params, model, window.tokens, control, control_mask, jax.random.fold_in(key, index),
             num_steps, temperature, False, copy_penalty, window.margins, window.generated,
             with_bits)
         actions = push_frame(window.actions, action) if is_action else None
         margins = None
         if model.config.margin_inputs:
-            new = (calibrated_margins(margin_calibration, agreement) if with_bits
-                   else margins_fn(tokens).astype(jnp.float32))
+            new = (generated_frame_margins(model.config, margin_calibration, bit_state)
+                   if with_bits else margins_fn(tokens).astype(jnp.float32))
             margins = push_frame(window.margins, new)
         return (Window(push_frame(window.tokens, tokens), actions, margins,
                        pushed_generated(window)), (tokens, done))

@@ -42,7 +42,8 @@ EVAL_METRICS = ("token_accuracy", "changed_token_accuracy", "copy_accuracy", "ch
 ACTION_STATS_FILE = "action_stats.json"
 # Model-config fields added after checkpoints of them existed, with the value those checkpoints
 # were trained with: an older checkpoint lacking the field still loads.
-FIELDS_ADDED_LATER = {"frame_stride": 1, "plan_frames": 0, "generated_margin_flag": False}
+FIELDS_ADDED_LATER = {"frame_stride": 1, "plan_frames": 0, "generated_margin_flag": False,
+                     "latent_head": False}
 
 
 def action_statistics(episodes: Sequence[data.Episode], min_std: float = 1e-3) -> dict[str, list]:
@@ -127,7 +128,13 @@ def make_loss_fn(config, model: WorldModel):
         metrics = {"visual_loss": visual, "done_rmse": done,
                    "done_accuracy": losses.done_accuracy(out.done, batch["done"]),
                    **losses.token_metrics(out.logits, tokens, mask)}
-        return losses.total_loss(visual, done, config.loss.done_weight), metrics
+        loss = losses.total_loss(visual, done, config.loss.done_weight)
+        if m.get("latent_head", False):
+            latent = losses.latent_mse(out.latents, tokens, margins, mask)
+            metrics.update(latent_mse=latent, latent_mse_copy=losses.latent_mse(
+                None, tokens, margins, mask))
+            loss = loss + config.loss.latent_weight * latent
+        return loss, metrics
 
     return loss_fn
 

@@ -321,17 +321,38 @@ def test_env_flags_the_context_frames_it_generated(tokenizer, env_and_params):
     np.testing.assert_array_equal(env._generated_context(state)[0], np.ones(num_context, bool))
 
 
-def test_window_takes_a_generated_frames_margins_from_the_calibration_when_given(env_and_params):
-    """With a margin calibration the env reads a generated frame's margins from the model's bit
-    probabilities (here a flat calibration: 0.7 for every bit), not from its decoded image; the
-    frame itself is the same."""
+def test_window_takes_a_generated_frames_margins_from_the_model_when_asked(tokenizer,
+                                                                          env_and_params):
+    """Given a margin calibration (the pipeline's "model" margins) the env reads a generated
+    frame's margins from the model, not from its decoded image, and the frame is the same: a
+    model without a latent head through the calibration (here flat: 0.7 for every bit); the
+    `debug` action model's latent head as its predicted latent against the chosen code (at
+    init, the previous frame's latent)."""
+    from roboscape_jax.tokenizer.model import index_to_bits
+
     env, params = env_and_params
+    assert env.model.config.latent_head
     flat = flat_calibration(0.7)
-    calibrated = params.replace(margin_calibration=flat)
-    _, state = env.reset_to(jnp.int32(2), params)
     step = jax.jit(env.step_env)
+    _, state = env.reset_to(jnp.int32(2), params)
     _, plain, *_ = step(KEY, state, jnp.zeros(7), params)
-    _, read, *_ = step(KEY, state, jnp.zeros(7), calibrated)
+    _, read, *_ = step(KEY, state, jnp.zeros(7), params.replace(margin_calibration=flat))
+    np.testing.assert_array_equal(read.tokens, plain.tokens)
+    bits = env.model.config.num_bits
+    latent = jnp.clip(state.margins[-1], -1.0, 2.0) * index_to_bits(state.tokens[-1], bits)
+    np.testing.assert_allclose(read.margins[-1], latent * index_to_bits(read.tokens[-1], bits),
+                               atol=1e-6)
+    np.testing.assert_allclose(read.margins[:-1], plain.margins[:-1])
+    assert not np.allclose(plain.margins[-1], read.margins[-1])
+
+    tok, tok_params = tokenizer
+    model, model_params = init_world_model("action", latent_head=False)
+    env = WorldModelEnv(tok, model, EnvConfig(max_steps=MAX_STEPS))
+    params = env.make_params(tok_params, model_params, params.lpips, params.scenes)
+    step = jax.jit(env.step_env)
+    _, state = env.reset_to(jnp.int32(2), params)
+    _, plain, *_ = step(KEY, state, jnp.zeros(7), params)
+    _, read, *_ = step(KEY, state, jnp.zeros(7), params.replace(margin_calibration=flat))
     np.testing.assert_array_equal(read.tokens, plain.tokens)
     np.testing.assert_allclose(read.margins[-1], 0.7)
     np.testing.assert_allclose(read.margins[:-1], plain.margins[:-1])

@@ -80,3 +80,19 @@ def test_cosine_schedule_counts():
     assert masking.num_masked_after(0, 1, 128) == 0
     counts = [masking.num_masked_after(s, 8, 128) for s in range(8)]
     assert counts == sorted(counts, reverse=True) and counts[-1] == 0
+
+
+def test_latent_mse_scores_frames_after_the_first_against_the_encoder_latent():
+    """Per-bit squared error of predicted latents against margin x code bit; `None` scores
+    frame t-1's latent (copying); frame 0 is never scored."""
+    tokens = jnp.array([0b01, 0b11]).reshape(1, 2, 1, 1)  # bits (+1, -1), then (+1, +1)
+    margins = jnp.array([[0.5, 0.25], [0.1, -0.2]]).reshape(1, 2, 1, 1, 2)
+    np.testing.assert_allclose(losses.encoder_latents(tokens, margins)[0, :, 0, 0],
+                               [[0.5, -0.25], [0.1, -0.2]])
+    predicted = jnp.array([[9.0, 9.0], [0.3, 0.0]]).reshape(1, 2, 1, 1, 2)
+    mask = jnp.ones((1, 2, 1, 1), bool)
+    np.testing.assert_allclose(losses.latent_mse(predicted, tokens, margins, mask), 0.04,
+                               rtol=1e-5)
+    np.testing.assert_allclose(losses.latent_mse(None, tokens, margins, mask),
+                               (0.4**2 + 0.05**2) / 2, rtol=1e-5)
+    np.testing.assert_allclose(losses.latent_mse(predicted, tokens, margins, ~mask), 0.0)

@@ -21,6 +21,17 @@ def _context(model, batch=2):
     return tokens, jax.random.normal(jax.random.PRNGKey(1), (batch, c.num_frames, 7))
 
 
+def _margin_model(**overrides):
+    """(model, params) of a one-block action model that reads bit margins."""
+    from roboscape_jax.world_model.model import WorldModel, init_params
+
+    model = WorldModel(WorldModelConfig(
+        control="action", num_bits=6, num_factors=2, grid_height=4, grid_width=2, num_frames=3,
+        depth=1, width=16, num_heads=2, action_hidden=4, done_hidden=8, predict_change=True,
+        margin_inputs=True, **overrides))
+    return model, init_params(model, jax.random.PRNGKey(3))
+
+
 def test_push_frame_by_hand():
     window = jnp.array([[1, 2, 3]])
     np.testing.assert_array_equal(sampling.push_frame(window, jnp.array([4])), [[2, 3, 4]])
@@ -144,14 +155,8 @@ def test_golden_trajectory_stops_at_first_done():
 
 def test_margin_model_needs_margins_and_rollout_pushes_generated_ones():
     from roboscape_jax.tokenizer.model import index_to_bits
-    from roboscape_jax.world_model.model import WorldModel, init_params
 
-    config = WorldModelConfig(control="action", num_bits=6, num_factors=2, grid_height=4,
-                              grid_width=2, num_frames=3, depth=1, width=16, num_heads=2,
-                              action_hidden=4, done_hidden=8, predict_change=True,
-                              margin_inputs=True)
-    model = WorldModel(config)
-    params = init_params(model, jax.random.PRNGKey(3))
+    model, params = _margin_model()
     tokens, actions = _context(model)
     margins = jnp.ones((*tokens.shape, 6))
     with pytest.raises(ValueError, match="margins"):
@@ -194,18 +199,39 @@ def test_margin_model_needs_margins_and_rollout_pushes_generated_ones():
     np.testing.assert_allclose(one.window.margins[:, -1], first_margins, rtol=1e-5, atol=1e-6)
 
 
+def test_a_latent_head_models_generated_frames_carry_its_predicted_latent():
+    """With model margins asked for, a `latent_head` model's new frame gets the margins of its
+    own predicted latent against the chosen code (the calibration unused), after 1 or 2
+    MaskGIT passes and in a rollout."""
+    from roboscape_jax.tokenizer.model import index_to_bits
+
+    model, params = _margin_model(latent_head=True)
+    tokens, actions = _context(model)
+    margins = jax.random.uniform(jax.random.PRNGKey(4), (*tokens.shape, 6), minval=-1.0,
+                                 maxval=2.0)
+    rising = MarginCalibration(jnp.array([-1.0, 1.0]), jnp.array([-1.0, 1.0]))
+    flat = MarginCalibration(jnp.array([-1.0, 1.0]), jnp.array([0.5, 0.5]))
+    for num_steps in (1, 2):
+        frame, _, new = sampling.predict_next_frame(params, model, tokens, actions, KEY,
+                                                    num_steps=num_steps, margins=margins,
+                                                    margin_calibration=rising)
+        # the head's correction is zero at init: the latent is the context's newest frame's
+        latent = margins[:, -1] * index_to_bits(tokens[:, -1], 6)
+        np.testing.assert_allclose(new, latent * index_to_bits(frame, 6), atol=1e-6)
+        np.testing.assert_allclose(sampling.predict_next_frame(
+            params, model, tokens, actions, KEY, num_steps=num_steps, margins=margins,
+            margin_calibration=flat)[2], new, atol=1e-6)
+    window = sampling.Window(tokens, actions[:, :-1], margins, None)
+    out = sampling.rollout(params, model, window, actions[:, -1:], KEY, num_steps=2,
+                           margin_calibration=rising)
+    np.testing.assert_allclose(out.window.margins[:, -1], new, atol=1e-6)
+
+
 def test_rollout_flags_the_margins_of_the_frames_it_generates():
     """A `generated_margin_flag` model's window says whose margins are a decoded frame's: none
     at the start, each generated frame's from then on; a window without flags starts all real;
     one greedy MaskGIT pass reads the flags as the full model does."""
-    from roboscape_jax.world_model.model import WorldModel, init_params
-
-    config = WorldModelConfig(control="action", num_bits=6, num_factors=2, grid_height=4,
-                              grid_width=2, num_frames=3, depth=1, width=16, num_heads=2,
-                              action_hidden=4, done_hidden=8, predict_change=True,
-                              margin_inputs=True, generated_margin_flag=True)
-    model = WorldModel(config)
-    params = init_params(model, jax.random.PRNGKey(3))
+    model, params = _margin_model(generated_margin_flag=True)
     tokens, actions = _context(model)
     margins = jax.random.normal(KEY, (*tokens.shape, 6))
     window = sampling.initial_window(tokens[:, 0], model, margins[:, 0])

@@ -182,6 +182,31 @@ def test_text_model_step(debug_setup):
     assert int(state.step) == 1 and np.isfinite(float(metrics["loss"]))
 
 
+def test_latent_head_adds_its_weighted_error_to_the_loss():
+    """A `latent_head` model's loss is Eq. 4 plus latent_weight x the latent head's squared
+    error, logged with copying's; at init the head's correction is zero, so the two agree."""
+    config = world_model_config("debug")
+    config.model.update(margin_inputs=True, latent_head=True)
+    m = config.model
+    model = train.create_model(m)
+    params = train.init_params(model, jax.random.PRNGKey(0))
+    keys = jax.random.split(jax.random.PRNGKey(1), 3)
+    shape = (4, m.num_frames, m.grid_height, m.grid_width)
+    batch = {"tokens": jax.random.randint(keys[0], shape, 0, 2**m.num_bits),
+             "actions": jax.random.normal(keys[1], (*shape[:2], 7)),
+             "done": np.zeros(shape[:2], np.float32),
+             "margins": jax.random.normal(keys[2], (*shape, m.num_bits))}
+    losses_by_weight = {}
+    for weight in (0.0, 2.0):
+        config.loss.latent_weight = weight
+        loss, metrics = train.make_loss_fn(config, model)(params, batch, jax.random.PRNGKey(2))
+        losses_by_weight[weight] = float(loss)
+    assert float(metrics["latent_mse"]) > 0
+    np.testing.assert_allclose(metrics["latent_mse"], metrics["latent_mse_copy"], rtol=1e-6)
+    np.testing.assert_allclose(losses_by_weight[2.0] - losses_by_weight[0.0],
+                               2.0 * float(metrics["latent_mse"]), rtol=1e-4)
+
+
 def test_evaluate_leaves_out_an_undefined_done_auroc():
     tokens = np.zeros((4, 2, 2, 2), np.int32)
     tokens[:, 1, 0, 0] = 1  # one token of four changes in every window

@@ -189,6 +189,7 @@ def test_flip_prior_adds_each_flipped_bits_logit():
 @pytest.mark.parametrize("control,overrides", [
     ("action", {}), ("text", {}), ("action", dict(margin_inputs=True)),
     ("action", dict(margin_inputs=True, generated_margin_flag=True)),
+    ("action", dict(margin_inputs=True, latent_head=True)),
     ("action", dict(copy_bias_init=2.0))])
 def test_memory_of_the_context_gives_the_full_windows_last_frame(control, overrides):
     """Sampling's shortcut: the context frames' memory plus the last frame alone reproduce the
@@ -197,8 +198,13 @@ def test_memory_of_the_context_gives_the_full_windows_last_frame(control, overri
     if overrides.get("margin_inputs"):
         flagged = overrides.get("generated_margin_flag", False)
         model, params, tokens, control_input, margins = _margin_model(
-            generated_margin_flag=flagged)
+            generated_margin_flag=flagged, latent_head=overrides.get("latent_head", False))
         control_mask, c = None, model.config
+        if c.latent_head:  # a correction that reads x, so the memory's path is checked too
+            params = jax.tree_util.tree_map(lambda x: x, params)
+            kernel = params["params"]["latent_out"]["kernel"]
+            params["params"]["latent_out"]["kernel"] = 0.1 * jax.random.normal(
+                jax.random.PRNGKey(5), kernel.shape)
         if flagged:  # the context's newest frame generated
             flags = dict(margins_generated=jnp.zeros(tokens.shape[:2], bool).at[:, -2].set(True))
     else:
@@ -217,6 +223,8 @@ def test_memory_of_the_context_gives_the_full_windows_last_frame(control, overri
     assert last.logits.shape[1] == 1 and last.done.shape == (2, 1)
     np.testing.assert_allclose(last.logits[:, 0], full.logits[:, -1], atol=1e-5)
     np.testing.assert_allclose(last.done[:, 0], full.done[:, -1], atol=1e-6)
+    if c.latent_head:
+        np.testing.assert_allclose(last.latents[:, 0], full.latents[:, -1], atol=1e-5)
     # the memory is of the context: another last frame changes the output, as it should
     other = model.apply(params, tokens.at[:, -1].set(0), control_input, control_mask, None,
                         margins, memory=memory, **flags)
@@ -224,3 +232,29 @@ def test_memory_of_the_context_gives_the_full_windows_last_frame(control, overri
     with pytest.raises(ValueError, match="one frame"):
         model.apply(params, tokens, control_input, control_mask, None, margins,
                     memory=memory[:1])
+
+
+def test_latent_head_starts_at_the_previous_frames_latent_and_learns_a_correction():
+    """A `latent_head` model predicts frame t's encoder latent per bit as frame t-1's (margin x
+    code bit; zero at frame 0) plus a correction read from its features, zero at init."""
+    from roboscape_jax.tokenizer.model import index_to_bits
+
+    with pytest.raises(ValueError, match="margin_inputs"):
+        WorldModelConfig(latent_head=True)
+    model, params, tokens, actions, _ = _margin_model(latent_head=True)
+    c = model.config
+    margins = jax.random.uniform(jax.random.PRNGKey(4), (*tokens.shape, c.num_bits),
+                                 minval=-1.0, maxval=2.0)  # inside the model's clip
+    out = model.apply(params, tokens, actions, None, None, margins)
+    assert out.latents.shape == (*tokens.shape, c.num_bits)
+    previous = np.asarray(margins * index_to_bits(tokens, c.num_bits))[:, :-1]
+    np.testing.assert_allclose(out.latents[:, 1:], previous, atol=1e-6)
+    np.testing.assert_allclose(out.latents[:, 0], 0.0)
+    kernel = params["params"]["latent_out"]["kernel"]
+    moved = jax.tree_util.tree_map(lambda x: x, params)
+    moved["params"]["latent_out"]["kernel"] = 0.1 * jax.random.normal(jax.random.PRNGKey(5),
+                                                                      kernel.shape)
+    corrected = model.apply(moved, tokens, actions, None, None, margins).latents
+    assert np.abs(np.asarray(corrected[:, 1:]) - previous).max() > 1e-3
+    plain, plain_params, *_ = _margin_model()
+    assert plain.apply(plain_params, tokens, actions, None, None, margins).latents is None
