@@ -66,8 +66,8 @@ INERT_DEFAULTS: dict[str, Any] = {
     "world_models.text.model.generated_margin_flag": False,
     "world_models.action.model.latent_head": False,
     "world_models.text.model.latent_head": False,
-    "world_models.action.loss.latent_weight": 10.0,
-    "world_models.text.loss.latent_weight": 10.0,
+    "world_models.action.loss.latent_weight": 100.0,
+    "world_models.text.loss.latent_weight": 100.0,
     "text_ensemble.members": 1,
     "world_model_eval.rollout_margins": "decoded",
 }

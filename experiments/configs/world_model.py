@@ -48,10 +48,11 @@ def _common(control: str) -> ml_collections.ConfigDict:
     # Eq. (4): L = L_vis + done_weight * RMSE(done); 5 as in the authors' code. changed_weight
     # multiplies the cross-entropy of tokens that differ from the previous frame (1 = Eq. 2 as is;
     # 3 trades a little calibration for learning signal on the tokens that move).
-    # latent_weight: the latent head's mean squared error per bit (models with latent_head;
-    # on `tiny`, x10 makes it about 0.6 late in training, beside a cross-entropy of 1.4)
+    # latent_weight: the latent head's mean squared error per bit (models with latent_head). On
+    # `tiny` x100 learns the latent 12.6% better than copying the previous frame's at the same
+    # cross-entropy (x10: 0.8%), and its rollouts beat the tokenized copy by 2.9% `ood` (x10: 0.8%)
     c.loss = ml_collections.ConfigDict(dict(done_weight=5.0, changed_weight=3.0,
-                                            latent_weight=10.0))
+                                            latent_weight=100.0))
     c.masking = ml_collections.ConfigDict(dict(num_context_frames=1, full_mask_prob=0.25))
     c.optim = ml_collections.ConfigDict(dict(
         lr=1e-3, wd=1e-4, warmup_steps=100, grad_clip_norm=1.0, b1=0.9, b2=0.99))

@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 from absl import flags
 from ml_collections import config_flags
@@ -28,7 +29,11 @@ def test_benchmark_rows_flops_and_files(tmp_path):
     assert result["peak_flops_per_s"]["float32"] > 0
     assert rows[("world_model_train", 4)]["per_s"] > 0  # the model reads bit margins
     env = rows[("env", 1)]
-    assert env["gflop_per_call"] > 0 and env["per_s"] > 0 and 0 < env["utilisation"] < 2
+    assert env["gflop_per_call"] > 0 and env["per_s"] > 0
+    # the utilisation is the row's rate against the peak timed in the same run (no bound on it:
+    # on a shared CPU the peak's own timing varies)
+    np.testing.assert_allclose(env["utilisation"], 1e9 * env["gflop_per_s"]
+                               / result["peak_flops_per_s"]["float32"], rtol=1e-9)
     encode = [r for r in result["rows"] if r["what"].startswith("encode")][0]
     assert encode["compile_s"] > 0 and encode["gflop_per_call"] > 0
     saved = json.loads((tmp_path / "benchmark.json").read_text())
