@@ -401,8 +401,7 @@ class WorldModel(nn.Module):
                                 c.vocab_per_factor)
         latents = None
         if c.latent_head:
-            latents = self._latents(x, tokens, previous_margins)[:, frames] if False else \
-                self._latents(x, tokens[:, :t], previous_margins, frames)
+            latents = self._latents(x, tokens, previous_margins, frames)
         pooled = x.mean(axis=2)  # [B, T', D]: what the done head (and reward baselines) read
         self.sow("intermediates", "frame_embedding", pooled.astype(jnp.float32))
         h = nn.gelu(Dense(c.done_hidden, name="done_hidden")(pooled))
