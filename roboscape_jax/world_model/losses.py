@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from roboscape_jax.tokenizer.model import index_to_bits, index_to_subcodes, subcodes_to_index
+from roboscape_jax.world_model.margins import clip_margins
 
 
 def _bits_per_factor(logits: jax.Array) -> int:
@@ -62,10 +63,10 @@ def masked_token_cross_entropy(logits: jax.Array, targets: jax.Array, mask: jax.
 
 def encoder_latents(tokens: jax.Array, margins: jax.Array) -> jax.Array:
     """The encoder latent per bit of frames whose codes int [..., h, w] have bit margins
-    [..., h, w, K] (margin x code sign), the margins clipped to [-1, 2] as the model reads them
-    (so a latent head's starting point, frame t-1's latent, is exactly this of frame t-1)."""
-    bits = margins.shape[-1]
-    return jnp.clip(margins.astype(jnp.float32), -1.0, 2.0) * index_to_bits(tokens, bits)
+    [..., h, w, K] (margin x code sign), the margins clipped as the model reads them
+    (`margins.clip_margins`: so a latent head's starting point, frame t-1's latent, is exactly
+    this of frame t-1)."""
+    return clip_margins(margins) * index_to_bits(tokens, margins.shape[-1])
 
 
 def latent_mse(latents: jax.Array | None, tokens: jax.Array, margins: jax.Array,

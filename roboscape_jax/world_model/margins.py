@@ -24,6 +24,15 @@ from flax import struct
 from roboscape_jax.tokenizer.model import index_to_bits, index_to_subcodes
 from roboscape_jax.utils.files import write_json
 
+# The range the world model reads bit margins in (`model.WorldModel._previous_margins`); the
+# calibration and the latent head's targets use the same.
+MARGIN_RANGE = (-1.0, 2.0)
+
+
+def clip_margins(margins: jax.Array) -> jax.Array:
+    """Bit margins [...] as the world model reads them: float32, clipped to MARGIN_RANGE."""
+    return jnp.clip(jnp.asarray(margins, jnp.float32), *MARGIN_RANGE)
+
 
 @struct.dataclass
 class MarginCalibration:
@@ -56,9 +65,9 @@ def calibrated_margins(calibration: MarginCalibration, agreement: jax.Array) -> 
 def fit_margin_calibration(agreement: np.ndarray, margins: np.ndarray,
                            num_bins: int = 40) -> MarginCalibration:
     """The mean real margin in each of `num_bins` equal-count bins of agreement, at the bin's
-    mean agreement. Margins are clipped to [-1, 2], as the model reads them."""
+    mean agreement. Margins are clipped to MARGIN_RANGE, as the model reads them."""
     a = np.asarray(agreement, np.float64).ravel()
-    m = np.clip(np.asarray(margins, np.float64).ravel(), -1.0, 2.0)
+    m = np.clip(np.asarray(margins, np.float64).ravel(), *MARGIN_RANGE)
     if a.shape != m.shape or a.size < num_bins:
         raise ValueError(f"need as many margins as agreements, at least {num_bins}; got "
                          f"{a.size} and {m.size}")

@@ -33,6 +33,7 @@ from roboscape_jax.layers import Dense, DenseGeneral
 from roboscape_jax.tokenizer.model import index_to_bits, index_to_subcodes
 from roboscape_jax.types import PyTree
 from roboscape_jax.utils.config import dataclass_from_config
+from roboscape_jax.world_model.margins import clip_margins
 from roboscape_jax.world_model.transformer import STTransformer
 
 CONTROLS = ("action", "text")
@@ -257,12 +258,13 @@ class WorldModel(nn.Module):
         return x.reshape(*tokens.shape[:2], -1, c.width)
 
     def _previous_margins(self, margins: jax.Array) -> jax.Array:
-        """float32 [B, T, K, bits]: frame t-1's bit margins at frame t, clipped to [-1, 2] (zeros
-        at frame 0). Frame t's own margins are never read: they would give its codes away."""
+        """float32 [B, T, K, bits]: frame t-1's bit margins at frame t, clipped (`clip_margins`;
+        zeros at frame 0). Frame t's own margins are never read: they would give its codes
+        away."""
         c = self.config
         b, t = margins.shape[:2]
         chex.assert_shape(margins, (b, t, c.grid_height, c.grid_width, c.num_bits))
-        clipped = jnp.clip(margins.astype(jnp.float32), -1.0, 2.0).reshape(b, t, -1, c.num_bits)
+        clipped = clip_margins(margins).reshape(b, t, -1, c.num_bits)
         return _previous_frame(clipped)
 
     def _margin_features(self, margins: jax.Array) -> jax.Array:
