@@ -26,7 +26,7 @@ from roboscape_jax.utils.files import write_json
 from roboscape_jax.world_model import data, ensemble
 from roboscape_jax.world_model import evaluate as wm_eval
 from roboscape_jax.world_model import train as wm_train
-from roboscape_jax.world_model.margins import save_calibration
+from roboscape_jax.world_model.margins import flat_calibration, save_calibration
 
 CONTROLS = ("action", "text")
 
@@ -202,11 +202,14 @@ def evaluate_action(config, ctx: wm_eval.EvalContext, out_dir: str,
     starts = {split: wm_eval.rollout_starts(
         splits[split], frames[split], num_context=wm.model.num_frames - 1, horizon=ev.horizon,
         starts_per_episode=ev.starts_per_episode, seed=config.seed) for split in ("val", "ood")}
-    # A generated frame's bit margins: read from the model's bit probabilities through a
-    # calibration fitted on train windows ("model"), or those of its decoded image ("decoded").
+    # A generated frame's bit margins: the model's own ("model": its latent head's, or its bit
+    # probabilities through a calibration fitted on train windows), or those of its decoded
+    # image ("decoded"). A latent-head model never reads the calibration, so it gets no fit:
+    # the flat stand-in is saved only so that the env's switch (`EnvParams`) has one to load.
     calibration = None
     if wm.model.get("margin_inputs", False) and ev.get("rollout_margins", "decoded") == "model":
-        calibration = wm_eval.fit_rollout_margins(ctx, splits["train"], seed=config.seed)
+        calibration = (flat_calibration() if wm.model.get("latent_head", False) else
+                       wm_eval.fit_rollout_margins(ctx, splits["train"], seed=config.seed))
         save_calibration(os.path.join(out, "eval", MARGIN_CALIBRATION_FILE), calibration)
     # Every decode-time setting (copy penalty, MaskGIT passes) is scored on val only.
     steps_options = tuple(ev.get("maskgit_steps", (wm.sampling.num_steps,)))

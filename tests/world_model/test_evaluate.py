@@ -10,7 +10,7 @@ import pytest
 from roboscape_jax.world_model import evaluate as wm_eval
 from roboscape_jax.world_model import train as wm_train
 from roboscape_jax.world_model.data import Episode
-from roboscape_jax.world_model.model import WorldModel, WorldModelConfig, create_model
+from roboscape_jax.world_model.model import WorldModel, WorldModelConfig, create_model, init_params
 from roboscape_jax.world_model.sampling import copy_penalised
 from tests.world_model.conftest import TINY, random_inputs
 
@@ -205,3 +205,29 @@ def test_open_loop_metrics_count_the_tokens_each_step_changes():
     copied, _ = wm_eval.open_loop_metrics(ctx, held(jnp.zeros((16, 8), jnp.int32)), starts)
     assert [copied[f"changed_tokens_step{k}"] for k in (1, 2, 3)] == [0.0, 0.0, 0.0]
     assert copied["model_lpips"] == pytest.approx(copied["tokenized_copy_lpips"], abs=1e-6)
+
+
+def test_fit_rollout_margins_calibrates_a_margin_model_without_the_latent_head():
+    """The evaluation's fit for a model that reads margins through its bit probabilities; a
+    model without margin inputs, or episodes without margins, are refused by name."""
+    overrides = dict(predict_change=True, margin_inputs=True)
+    config = WorldModelConfig(control="action", **{**TINY, **overrides})
+    model = WorldModel(config)
+    params = init_params(model, jax.random.PRNGKey(1))
+    rng = np.random.default_rng(0)
+    episodes = [Episode(rng.integers(0, 2**config.num_bits, (n, 4, 2)).astype(np.int32),
+                        rng.normal(size=(n, 7)).astype(np.float32), np.zeros(n, np.float32),
+                        episode_id=f"ep{n}",
+                        margins=rng.uniform(-0.5, 1.5, (n, 4, 2, 6)).astype(np.float16))
+                for n in (6, 5)]
+    ctx = wm_eval.EvalContext(model, params, None, None, None)
+    calibration = wm_eval.fit_rollout_margins(ctx, episodes, num_windows=16, batch_size=8)
+    agreement, margin = np.asarray(calibration.agreement), np.asarray(calibration.margin)
+    assert len(agreement) > 1 and np.all(np.diff(agreement) > 0)  # interp's increasing points
+    assert np.all((margin >= -1.0) & (margin <= 2.0))  # the clipped range the model reads
+    with pytest.raises(ValueError, match="margins"):
+        wm_eval.fit_rollout_margins(ctx, [ep._replace(margins=None) for ep in episodes])
+    plain = WorldModel(WorldModelConfig(control="action", **TINY))
+    with pytest.raises(ValueError, match="reads no bit margins"):
+        wm_eval.fit_rollout_margins(wm_eval.EvalContext(plain, params, None, None, None),
+                                    episodes)
