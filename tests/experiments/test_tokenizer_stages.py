@@ -100,7 +100,8 @@ def test_world_model_stages_train_and_evaluate(workdir):
         assert (out / "action" / f"controllability_{split}.png").exists()
     assert action["rollout_compiles"] == 1  # one compiled rollout served every batch and split
     # generated frames' margins from the model itself: its latent head, so nothing is fitted
-    # (the calibration saved is the flat stand-in; a model without the head: test below)
+    # (the calibration saved is the flat stand-in; the fit for a model without the head is
+    # tested in tests/world_model/test_evaluate.py)
     assert config.world_models.action.model.latent_head
     assert action["rollout_margins"] == config.world_model_eval.rollout_margins == "model"
     calibration = load_calibration(str(out / "action" / "eval" / "margin_calibration.json"))
