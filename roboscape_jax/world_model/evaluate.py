@@ -151,7 +151,8 @@ def score_frames(ctx: EvalContext, predicted: np.ndarray, real: np.ndarray,
 
 
 def make_penalised_rollout_fn(ctx: EvalContext, *, num_steps: int,
-                              margin_calibration: MarginCalibration | None = None) -> Callable:
+                              margin_calibration: MarginCalibration | None = None,
+                              done_pass: bool = False) -> Callable:
     """A jitted (window, actions [B, H, A], key, reference, copy_penalty []) -> Rollout for the
     action model: the copy penalty is an input, so a sweep over penalties compiles once.
     `reference` uint8 [B, H, W, 3] or None: the clips' episode-first frames (reference-conditioned
@@ -168,7 +169,8 @@ def make_penalised_rollout_fn(ctx: EvalContext, *, num_steps: int,
         return sampling.rollout(ctx.params, ctx.model, window, actions, key,
                                 num_steps=num_steps, copy_penalty=copy_penalty,
                                 margins_fn=margins_fn if ctx.model.config.margin_inputs
-                                else None, margin_calibration=margin_calibration)
+                                else None, margin_calibration=margin_calibration,
+                                done_pass=done_pass)
 
     return rollout_fn
 

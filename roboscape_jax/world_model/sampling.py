@@ -329,7 +329,8 @@ def rollout(params: PyTree, model: WorldModel, window: Window, controls: jax.Arr
             key: PRNGKey, *, horizon: int | None = None, control_mask: jax.Array | None = None,
             num_steps: int = 2, temperature: float = 0.0, copy_penalty: float = 0.0,
             margins_fn: Callable[[jax.Array], jax.Array] | None = None,
-            margin_calibration: MarginCalibration | None = None) -> Rollout:
+            margin_calibration: MarginCalibration | None = None,
+            done_pass: bool = False) -> Rollout:
     """H steps of `predict_next_frame` under one `lax.scan` (one compiled step, no Python loop).
 
     Args:
@@ -363,7 +364,7 @@ def rollout(params: PyTree, model: WorldModel, window: Window, controls: jax.Arr
         control = _step_control(model, window, action, controls)
         tokens, done, bit_state = _decode_frame_and_bits(
             params, model, window.tokens, control, control_mask, jax.random.fold_in(key, index),
-            num_steps, temperature, False, copy_penalty, window.margins, window.generated,
+            num_steps, temperature, done_pass, copy_penalty, window.margins, window.generated,
             with_bits)
         actions = push_frame(window.actions, action) if is_action else None
         margins = None

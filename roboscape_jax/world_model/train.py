@@ -107,9 +107,28 @@ def mix_generated_margins(rng: jax.Array, batch: Mapping[str, jax.Array]
     return jnp.where(generated[..., None, None, None], decoded, real), generated
 
 
+def randomize_gripper(rng: jax.Array, actions: jax.Array, fraction: float
+                      ) -> tuple[jax.Array, jax.Array]:
+    """(actions [B, T, A], randomized bool [B]): in a `fraction` of the windows the gripper (the
+    last action dimension) is replaced by random +-1 per frame. Their done labels stay true, so
+    the done head cannot read success off the gripper command (the expert opens it at the end:
+    a policy that opens it early would end its imagined episode); their frames no longer follow
+    from the actions, so the caller scores no tokens of them."""
+    chex.assert_rank(actions, 3)
+    rng_pick, rng_sign = jax.random.split(rng)
+    randomized = jax.random.uniform(rng_pick, actions.shape[:1]) < fraction
+    signs = jnp.where(jax.random.bernoulli(rng_sign, 0.5, actions.shape[:2]), 1.0, -1.0)
+    gripper = jnp.where(randomized[:, None], signs.astype(actions.dtype), actions[..., -1])
+    return actions.at[..., -1].set(gripper), randomized
+
+
 def make_loss_fn(config, model: WorldModel):
     """loss_fn(params, batch, rng) -> (Eq. 4 loss, metrics) with a fresh MaskGIT mask per step."""
     m, mk = config.model, config.masking
+    gripper_fraction = config.loss.get("done_gripper_fraction", 0.0)
+    if gripper_fraction and m.control != "action":
+        raise ValueError("loss.done_gripper_fraction randomizes an action; this is a "
+                         f"{m.control!r} model")
 
     def loss_fn(params: PyTree, batch: Mapping[str, jax.Array], rng: jax.Array):
         tokens = batch["tokens"]
@@ -117,22 +136,29 @@ def make_loss_fn(config, model: WorldModel):
         if m.get("generated_margin_flag", False):  # (others keep their masks' random stream)
             rng, rng_margins = jax.random.split(rng)
             margins, generated = mix_generated_margins(rng_margins, batch)
+        control, control_mask = control_inputs(batch, m.control)
+        scored_windows = jnp.ones(tokens.shape[:1], bool)
+        if gripper_fraction:  # (likewise)
+            rng, rng_gripper = jax.random.split(rng)
+            control, randomized = randomize_gripper(rng_gripper, control, gripper_fraction)
+            scored_windows = ~randomized
         mask = training_mask(rng, tokens.shape[0], m.num_frames, (m.grid_height, m.grid_width),
                              num_context_frames=mk.num_context_frames,
                              full_mask_prob=mk.full_mask_prob)
-        out = model.apply(params, tokens, *control_inputs(batch, m.control), mask,
+        out = model.apply(params, tokens, control, control_mask, mask,
                           margins, margins_generated=generated)
+        scored = mask & scored_windows[:, None, None, None]  # the tokens the losses score
         weights = changed_weights(tokens, config.loss.changed_weight)
-        visual = losses.masked_token_cross_entropy(out.logits, tokens, mask, weights)
+        visual = losses.masked_token_cross_entropy(out.logits, tokens, scored, weights)
         done = losses.done_rmse(out.done, batch["done"])
         metrics = {"visual_loss": visual, "done_rmse": done,
                    "done_accuracy": losses.done_accuracy(out.done, batch["done"]),
-                   **losses.token_metrics(out.logits, tokens, mask)}
+                   **losses.token_metrics(out.logits, tokens, scored)}
         loss = losses.total_loss(visual, done, config.loss.done_weight)
         if m.get("latent_head", False):
-            latent = losses.latent_mse(out.latents, tokens, margins, mask)
+            latent = losses.latent_mse(out.latents, tokens, margins, scored)
             metrics.update(latent_mse=latent, latent_mse_copy=losses.latent_mse(
-                None, tokens, margins, mask))
+                None, tokens, margins, scored))
             loss = loss + config.loss.latent_weight * latent
         return loss, metrics
 

@@ -75,6 +75,14 @@ def test_rollout_matches_stepping_and_compiles_once(action_model):
     np.testing.assert_array_equal(out.window.tokens, step_window.tokens)
     run(params, out.window, -controls, jax.random.PRNGKey(1))
     assert run._cache_size() == 1
+    # done_pass: done read from one more pass over the finished frame, as the env's option
+    passed = sampling.rollout(params, model, window, controls, KEY, done_pass=True)
+    np.testing.assert_array_equal(passed.tokens, out.tokens)
+    control = jnp.concatenate([window.actions, controls[:, :1]], 1)
+    _, done = sampling.predict_next_frame(params, model, window.tokens, control, KEY,
+                                          done_pass=True)
+    np.testing.assert_allclose(passed.done[:, 0], done, atol=1e-6)
+    assert np.abs(np.asarray(passed.done - out.done)).max() > 1e-6
 
 
 def test_text_rollout(text_model):

@@ -182,9 +182,9 @@ def test_text_model_step(debug_setup):
     assert int(state.step) == 1 and np.isfinite(float(metrics["loss"]))
 
 
-def test_latent_head_adds_its_weighted_error_to_the_loss():
-    """A `latent_head` model's loss is Eq. 4 plus latent_weight x the latent head's squared
-    error, logged with copying's; at init the head's correction is zero, so the two agree."""
+def _latent_model_batch():
+    """(config, model, params, batch) of the debug action model with margins and a latent head,
+    and a random batch of 4 windows."""
     config = world_model_config("debug")
     config.model.update(margin_inputs=True, latent_head=True)
     m = config.model
@@ -196,6 +196,13 @@ def test_latent_head_adds_its_weighted_error_to_the_loss():
              "actions": jax.random.normal(keys[1], (*shape[:2], 7)),
              "done": np.zeros(shape[:2], np.float32),
              "margins": jax.random.normal(keys[2], (*shape, m.num_bits))}
+    return config, model, params, batch
+
+
+def test_latent_head_adds_its_weighted_error_to_the_loss():
+    """A `latent_head` model's loss is Eq. 4 plus latent_weight x the latent head's squared
+    error, logged with copying's; at init the head's correction is zero, so the two agree."""
+    config, model, params, batch = _latent_model_batch()
     losses_by_weight = {}
     for weight in (0.0, 2.0):
         config.loss.latent_weight = weight
@@ -205,6 +212,33 @@ def test_latent_head_adds_its_weighted_error_to_the_loss():
     np.testing.assert_allclose(metrics["latent_mse"], metrics["latent_mse_copy"], rtol=1e-6)
     np.testing.assert_allclose(losses_by_weight[2.0] - losses_by_weight[0.0],
                                2.0 * float(metrics["latent_mse"]), rtol=1e-4)
+
+
+def test_gripper_randomized_windows_train_only_the_done_head():
+    """`loss.done_gripper_fraction`: the chosen windows get a random +-1 gripper (no other action
+    dimension changes) and score no tokens, so with every window chosen the visual and latent
+    losses are empty and only the done loss remains; a text model refuses the option."""
+    actions = jax.random.uniform(jax.random.PRNGKey(0), (64, 4, 7), minval=-0.5, maxval=0.5)
+    new, randomized = train.randomize_gripper(jax.random.PRNGKey(1), actions, 0.5)
+    new, randomized = np.asarray(new), np.asarray(randomized)
+    assert 16 < randomized.sum() < 48
+    np.testing.assert_array_equal(new[..., :6], np.asarray(actions)[..., :6])
+    np.testing.assert_array_equal(new[~randomized], np.asarray(actions)[~randomized])
+    assert set(np.unique(new[randomized][..., 6])) == {-1.0, 1.0}
+
+    config, model, params, batch = _latent_model_batch()
+    config.loss.update(done_gripper_fraction=1.0, latent_weight=1.0)
+    loss, metrics = train.make_loss_fn(config, model)(params, batch, jax.random.PRNGKey(2))
+    assert float(metrics["visual_loss"]) == 0.0 and float(metrics["latent_mse"]) == 0.0
+    assert float(metrics["done_rmse"]) > 0
+    np.testing.assert_allclose(loss, config.loss.done_weight * metrics["done_rmse"], rtol=1e-6)
+    config.loss.done_gripper_fraction = 0.0
+    _, metrics = train.make_loss_fn(config, model)(params, batch, jax.random.PRNGKey(2))
+    assert float(metrics["visual_loss"]) > 0
+    text = world_model_config("debug", control="text")
+    text.loss.done_gripper_fraction = 0.5
+    with pytest.raises(ValueError, match="done_gripper_fraction"):
+        train.make_loss_fn(text, train.create_model(text.model))
 
 
 def test_evaluate_leaves_out_an_undefined_done_auroc():
