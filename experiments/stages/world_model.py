@@ -247,9 +247,9 @@ def evaluate_action(config, ctx: wm_eval.EvalContext, out_dir: str,
             "one_step": one_step(split, penalty),
             "one_step_no_penalty": one_step(split, 0.0),
             "open_loop": open_loop,
-            "controllability": wm_eval.controllability(ctx, rollout_fn, starts[split],
-                                                       action_range=action_range,
-                                                       batch_size=ev.batch_size),
+            "controllability": wm_eval.controllability(
+                ctx, rollout_fn, starts[split], action_range=action_range,
+                batch_size=ev.batch_size, done_threshold=wm.sampling.done_threshold),
         }
         grid, moved = wm_eval.controllability_grid(ctx, rollout_fn, starts[split], clip=0,
                                                    speed=speed, action_range=action_range,
@@ -437,7 +437,9 @@ def headline(results: dict[str, Any]) -> str:
             f"{o['raw_copy_lpips']:.4f}; tokens changed per step (%) " + " ".join(
                 f"{100 * o.get(f'changed_tokens_step{k}', float('nan')):.1f}"
                 for k in range(1, int(o["horizon"]) + 1)) + "; real beats negated actions in "
-            f"{100 * c['real_beats_negated_fraction']:.0f}% of clips")
+            f"{100 * c['real_beats_negated_fraction']:.0f}% of clips; done fires in "
+            f"{100 * c['done_fired_fraction_real_actions']:.0f}% of clips (gripper held open: "
+            f"{100 * c['done_fired_fraction_gripper_open']:.0f}%)")
     for split in ("val", "ood"):
         t = results["text"][split]
         lines.append(f"text {split}: goal closer to the real final frame than the initial frame "

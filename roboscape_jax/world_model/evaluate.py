@@ -223,17 +223,18 @@ def make_rollout_fn(ctx: EvalContext, *, num_steps: int, copy_penalty: float,
 
 
 def _batched_rollouts(rollout_fn, starts: RolloutStarts, actions: np.ndarray,
-                      batch_size: int) -> np.ndarray:
-    """Predicted tokens [N, H, h, w] for every start (the last batch padded, then trimmed)."""
-    n, out = len(actions), []
+                      batch_size: int, with_done: bool = False):
+    """Predicted tokens [N, H, h, w] for every start (the last batch padded, then trimmed); with
+    `with_done`, (tokens, done probabilities [N, H])."""
+    n, tokens, done = len(actions), [], []
     for i in range(0, n, batch_size):
         idx = np.arange(i, i + batch_size) % n  # pad by wrapping: static shapes, one compile
         window = jax.tree.map(lambda x, idx=idx: x[idx], starts.window)
         reference = None if starts.first_real is None else jnp.asarray(starts.first_real[idx])
-        out.append(np.asarray(rollout_fn(window, jnp.asarray(actions[idx]),
-                                         jax.random.PRNGKey(0), reference).tokens
-                              )[:min(batch_size, n - i)])
-    return np.concatenate(out)
+        out = rollout_fn(window, jnp.asarray(actions[idx]), jax.random.PRNGKey(0), reference)
+        tokens.append(np.asarray(out.tokens)[:min(batch_size, n - i)])
+        done.append(np.asarray(out.done)[:min(batch_size, n - i)])
+    return (np.concatenate(tokens), np.concatenate(done)) if with_done else np.concatenate(tokens)
 
 
 def open_loop_metrics(ctx: EvalContext, rollout_fn, starts: RolloutStarts, *,
@@ -266,13 +267,23 @@ def open_loop_metrics(ctx: EvalContext, rollout_fn, starts: RolloutStarts, *,
 
 
 def controllability(ctx: EvalContext, rollout_fn, starts: RolloutStarts, *,
-                    action_range: np.ndarray, batch_size: int = 16,
-                    seed: int = 0) -> dict[str, float]:
+                    action_range: np.ndarray, batch_size: int = 16, seed: int = 0,
+                    done_threshold: float = 0.9) -> dict[str, float]:
     """Supplement 8.3 at this scale (module docstring). `action_range` [A] is the data's max |a|
-    per dimension; the extreme actions are uniform in 10x that range."""
-    runs = {name: decode_frames(ctx, _batched_rollouts(rollout_fn, starts, a, batch_size),
-                                references=starts.first_real)
-            for name, a in _reference_actions(starts.actions, action_range, seed).items()}
+    per dimension; the extreme actions are uniform in 10x that range. Also the share of clips
+    whose done reaches `done_threshold` within the horizon, with the real actions and with the
+    gripper held open from the first step: a done head that reads the expert's final release
+    as success fires on the second (docs/performance_history.md, "The done head without the
+    gripper")."""
+    runs, done = {}, {}
+    for name, a in _reference_actions(starts.actions, action_range, seed).items():
+        tokens, done[name] = _batched_rollouts(rollout_fn, starts, a, batch_size, with_done=True)
+        runs[name] = decode_frames(ctx, tokens, references=starts.first_real)
+    gripper_open = starts.actions.astype(np.float32).copy()
+    gripper_open[..., -1] = 1.0
+    _, done["gripper_open"] = _batched_rollouts(rollout_fn, starts, gripper_open, batch_size,
+                                                with_done=True)
+    fired = {name: float(np.mean((d >= done_threshold).any(axis=1))) for name, d in done.items()}
     lp = {name: score_frames(ctx, f, starts.real)["lpips"][:, -1] for name, f in runs.items()}
     last = {name: f[:, -1] for name, f in runs.items()}
     differs = lambda a, b: float(np.mean(np.abs(last[a] - last[b]).mean((1, 2, 3)) > 1e-3))  # noqa
@@ -288,6 +299,8 @@ def controllability(ctx: EvalContext, rollout_fn, starts: RolloutStarts, *,
         "extreme_actions_finite": float(np.isfinite(runs["extreme"]).all()),
         "extreme_actions_flat_fraction": flat,
         "extreme_actions_lpips": float(lp["extreme"].mean()),
+        "done_fired_fraction_real_actions": fired["real"],
+        "done_fired_fraction_gripper_open": fired["gripper_open"],
     }
 
 

@@ -93,6 +93,8 @@ def test_world_model_stages_train_and_evaluate(workdir):
         control = action[split]["controllability"]
         assert control["extreme_actions_finite"] == 1.0
         assert 0.0 <= control["real_beats_negated_fraction"] <= 1.0
+        assert all(0.0 <= control[f"done_fired_fraction_{k}"] <= 1.0
+                   for k in ("real_actions", "gripper_open"))
         moved = control["moved_from_zero"]
         assert set(moved) == {"real", "negated", "zero", "+x", "-x", "+y", "-y", "+z", "-z",
                               "extreme"}

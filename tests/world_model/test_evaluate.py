@@ -174,10 +174,9 @@ def test_reward_curves_are_one_minus_lpips_to_each_target_and_view():
     assert curves["oracle_dense_both"][-1] == pytest.approx(1.0, abs=1e-5)
 
 
-def test_open_loop_metrics_count_the_tokens_each_step_changes():
-    """A rollout that redraws every token at its first step and then holds it: 100% changed at
-    step 1, none after; a copy of the last context frame changes none and scores as the
-    tokenized copy."""
+def _debug_tokenizer_clips(n: int = 2, c: int = 2, h: int = 3):
+    """(EvalContext with the debug tokenizer and no world model, RolloutStarts of n clips: all-zero
+    context tokens and actions, random real frames)."""
     from experiments.configs.tokenizer import tokenizer_config
     from roboscape_jax.tokenizer.losses import load_lpips_params
     from roboscape_jax.tokenizer.model import create_model as create_tokenizer
@@ -186,13 +185,38 @@ def test_open_loop_metrics_count_the_tokens_each_step_changes():
     tok = create_tokenizer(tokenizer_config("debug").model)
     ctx = wm_eval.EvalContext(None, None, tok, init_params(tok, jax.random.PRNGKey(0)),
                               load_lpips_params())
-    n, c, h = 2, 2, 3
     last = np.zeros((n, c, 16, 8), np.int32)
-    rng = np.random.default_rng(0)
-    real = rng.integers(0, 256, (n, h, 128, 64, 3), dtype=np.uint8)
+    real = np.random.default_rng(0).integers(0, 256, (n, h, 128, 64, 3), dtype=np.uint8)
     starts = wm_eval.RolloutStarts(
         wm_eval.sampling.Window(jnp.asarray(last), jnp.zeros((n, c, 7))),
-        np.zeros((n, h, 7), np.float32), real, real[:, 0], ["a", "b"])
+        np.zeros((n, h, 7), np.float32), real, real[:, 0], [str(i) for i in range(n)])
+    return ctx, starts
+
+
+def test_controllability_counts_clips_whose_done_fires_with_the_gripper_held_open():
+    """A done head that reads only the gripper command (done = 1 where it is open): with the
+    real actions (gripper closed, -1) no clip fires, with the gripper held open every one."""
+    ctx, starts = _debug_tokenizer_clips(n=3)
+    starts = starts._replace(actions=np.concatenate(
+        [np.zeros((3, 3, 6), np.float32), -np.ones((3, 3, 1), np.float32)], axis=-1))
+
+    def gripper_done(window, actions, key, reference=None):
+        tokens = jnp.zeros((actions.shape[0], actions.shape[1], 16, 8), jnp.int32)
+        return wm_eval.sampling.Rollout(tokens, (actions[..., -1] > 0).astype(jnp.float32),
+                                        window)
+
+    control = wm_eval.controllability(ctx, gripper_done, starts, action_range=np.ones(7),
+                                      batch_size=2)
+    assert control["done_fired_fraction_real_actions"] == 0.0
+    assert control["done_fired_fraction_gripper_open"] == 1.0
+
+
+def test_open_loop_metrics_count_the_tokens_each_step_changes():
+    """A rollout that redraws every token at its first step and then holds it: 100% changed at
+    step 1, none after; a copy of the last context frame changes none and scores as the
+    tokenized copy."""
+    ctx, starts = _debug_tokenizer_clips()
+    h = starts.actions.shape[1]
 
     def held(tokens):
         def rollout_fn(window, actions, key, reference=None):
