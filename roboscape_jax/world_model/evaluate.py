@@ -273,8 +273,8 @@ def controllability(ctx: EvalContext, rollout_fn, starts: RolloutStarts, *,
     per dimension; the extreme actions are uniform in 10x that range. Also the share of clips
     whose done reaches `done_threshold` within the horizon, with the real actions and with the
     gripper held open from the first step: a done head that reads the expert's final release
-    as success fires on the second (docs/performance_history.md, "The done head without the
-    gripper")."""
+    as success fires far more often with it held open (docs/performance_history.md, "The done
+    head without the gripper")."""
     runs, done = {}, {}
     for name, a in _reference_actions(starts.actions, action_range, seed).items():
         tokens, done[name] = _batched_rollouts(rollout_fn, starts, a, batch_size, with_done=True)
