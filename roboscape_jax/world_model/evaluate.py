@@ -223,9 +223,9 @@ def make_rollout_fn(ctx: EvalContext, *, num_steps: int, copy_penalty: float,
 
 
 def _batched_rollouts(rollout_fn, starts: RolloutStarts, actions: np.ndarray,
-                      batch_size: int, with_done: bool = False):
-    """Predicted tokens [N, H, h, w] for every start (the last batch padded, then trimmed); with
-    `with_done`, (tokens, done probabilities [N, H])."""
+                      batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted tokens [N, H, h, w], done probabilities [N, H]) for every start (the last batch
+    padded, then trimmed)."""
     n, tokens, done = len(actions), [], []
     for i in range(0, n, batch_size):
         idx = np.arange(i, i + batch_size) % n  # pad by wrapping: static shapes, one compile
@@ -234,7 +234,7 @@ def _batched_rollouts(rollout_fn, starts: RolloutStarts, actions: np.ndarray,
         out = rollout_fn(window, jnp.asarray(actions[idx]), jax.random.PRNGKey(0), reference)
         tokens.append(np.asarray(out.tokens)[:min(batch_size, n - i)])
         done.append(np.asarray(out.done)[:min(batch_size, n - i)])
-    return (np.concatenate(tokens), np.concatenate(done)) if with_done else np.concatenate(tokens)
+    return np.concatenate(tokens), np.concatenate(done)
 
 
 def open_loop_metrics(ctx: EvalContext, rollout_fn, starts: RolloutStarts, *,
@@ -244,7 +244,7 @@ def open_loop_metrics(ctx: EvalContext, rollout_fn, starts: RolloutStarts, *,
     frame at each step (`changed_tokens_step<k>`, k = 1..H: a rollout that stops moving after
     its first step shows as zeros). Returns (metrics, predicted frames [N, H, H_img, W_img, 3])."""
     horizon = starts.actions.shape[1]
-    tokens = _batched_rollouts(rollout_fn, starts, starts.actions, batch_size)
+    tokens, _ = _batched_rollouts(rollout_fn, starts, starts.actions, batch_size)
     predicted = decode_frames(ctx, tokens, references=starts.first_real)
     tokenized_last = decode_frames(ctx, np.asarray(starts.window.tokens[:, -1]),
                                    references=starts.first_real)
@@ -277,12 +277,11 @@ def controllability(ctx: EvalContext, rollout_fn, starts: RolloutStarts, *,
     head without the gripper")."""
     runs, done = {}, {}
     for name, a in _reference_actions(starts.actions, action_range, seed).items():
-        tokens, done[name] = _batched_rollouts(rollout_fn, starts, a, batch_size, with_done=True)
+        tokens, done[name] = _batched_rollouts(rollout_fn, starts, a, batch_size)
         runs[name] = decode_frames(ctx, tokens, references=starts.first_real)
-    gripper_open = starts.actions.astype(np.float32).copy()
+    gripper_open = starts.actions.astype(np.float32)  # (a copy)
     gripper_open[..., -1] = 1.0
-    _, done["gripper_open"] = _batched_rollouts(rollout_fn, starts, gripper_open, batch_size,
-                                                with_done=True)
+    _, done["gripper_open"] = _batched_rollouts(rollout_fn, starts, gripper_open, batch_size)
     fired = {name: float(np.mean((d >= done_threshold).any(axis=1))) for name, d in done.items()}
     lp = {name: score_frames(ctx, f, starts.real)["lpips"][:, -1] for name, f in runs.items()}
     last = {name: f[:, -1] for name, f in runs.items()}
@@ -357,7 +356,7 @@ def controllability_grid(ctx: EvalContext, rollout_fn, starts: RolloutStarts, *,
     one = RolloutStarts(window, np.stack([rows[k] for k in names]),
                         repeat(starts.real), repeat(starts.last_real),
                         [starts.episode_ids[clip]] * len(names), repeat(starts.first_real))
-    frames = decode_frames(ctx, _batched_rollouts(rollout_fn, one, one.actions, batch_size),
+    frames = decode_frames(ctx, _batched_rollouts(rollout_fn, one, one.actions, batch_size)[0],
                            references=one.first_real)  # [R, H, H_img, W_img, 3]
     start = decode_frames(ctx, np.asarray(starts.window.tokens[clip:clip + 1, -1]),
                           references=None if starts.first_real is None
